@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make train` (the main job) and `make test`.
+# Both create .venv and install the pinned dependencies first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH := torch==2.13.0
+
+.PHONY: install train test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: an unpinned requirement would pull a multi-GB CUDA build
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+train: install
+	$(BIN)/catneuron train --preset small
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/catneuron bench
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,119 @@
+"""WebDataset-style tar shards: ``<key>.jpg`` followed by ``<key>.json`` (plain or gzip-compressed tar).
+
+Reading streams each shard once from the start (a .tar.gz has no random access). Writing goes to
+a temporary name that is renamed when the shard is complete, so a reader never sees half a shard.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+from catneuron.errors import DataError
+
+SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
+class Record(NamedTuple):
+    key: str
+    files: dict[str, bytes]   # extension (e.g. "jpg", "json") -> content
+    origin: str               # "shard.tar.gz:key" or the image file path, for reports
+
+    def meta(self) -> dict:
+        raw = self.files.get("json")
+        return json.loads(raw) if raw else {}
+
+
+def is_shard(path: Path) -> bool:
+    return path.name.endswith(SHARD_SUFFIXES)
+
+
+def _split(name: str) -> tuple[str, str]:
+    base = os.path.basename(name)
+    key, _, ext = base.partition(".")
+    return os.path.join(os.path.dirname(name), key), ext
+
+
+def iter_shard(path: Path) -> Iterator[Record]:
+    """Records of one shard in stored order; members sharing a key (up to the first dot) are grouped."""
+    key, files = None, {}
+    try:
+        with tarfile.open(path, "r|*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                k, ext = _split(member.name)
+                if key is not None and k != key:
+                    yield Record(key, files, f"{path}:{key}")
+                    files = {}
+                key = k
+                files[ext] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise DataError(f"shard {path}: unreadable ({err})") from None
+    if key is not None:
+        yield Record(key, files, f"{path}:{key}")
+
+
+class ShardWriter:
+    """Write records into shards ``<prefix>-000000.tar.gz``, ``-000001``, ... of at most `max_count` records.
+
+    Each shard is written as ``<name>.tmp`` and renamed on completion. Use as a context manager;
+    ``close`` finishes the last shard. ``written`` lists the completed shard paths.
+    """
+
+    def __init__(self, prefix: str | Path, max_count: int = 10000, start_index: int = 0, compress: bool = True):
+        self.prefix, self.max_count, self.index, self.compress = Path(prefix), max_count, start_index, compress
+        self.prefix.parent.mkdir(parents=True, exist_ok=True)
+        self.written: list[Path] = []
+        self._tar, self._count, self._tmp, self._final = None, 0, None, None
+
+    def _open(self) -> None:
+        suffix = ".tar.gz" if self.compress else ".tar"
+        self._final = self.prefix.parent / f"{self.prefix.name}-{self.index:06d}{suffix}"
+        self._tmp = self._final.with_name(self._final.name + ".tmp")
+        self._tar = tarfile.open(self._tmp, "w:gz" if self.compress else "w")
+        self._count = 0
+
+    def write(self, key: str, files: dict[str, bytes]) -> None:
+        if self._tar is None:
+            self._open()
+        now = time.time()
+        for ext, data in files.items():
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size, info.mtime, info.mode = len(data), now, 0o444
+            self._tar.addfile(info, io.BytesIO(data))
+        self._count += 1
+        if self._count >= self.max_count:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._tar is None:
+            return
+        self._tar.close()
+        os.replace(self._tmp, self._final)
+        self.written.append(self._final)
+        self._tar = None
+        self.index += 1
+
+    def close(self) -> None:
+        self._finish()
+
+    def abort(self) -> None:
+        """Drop the shard in progress (its temporary file) without publishing it."""
+        if self._tar is not None:
+            self._tar.close()
+            self._tmp.unlink(missing_ok=True)
+            self._tar = None
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,145 @@
+"""Exact sizes of a model: parameters, connections, memory and FLOPs, from its config alone.
+
+Parameter counts are read off a model built on the meta device (no memory), so they are the
+counts of the real modules, not of a separate formula.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from catneuron.config import ModelConfig, geometry
+from catneuron.nn.autoencoder import DeepSparseAutoencoder
+
+FLOAT_BYTES = 4
+
+
+@dataclass
+class StageCount:
+    in_shape: tuple[int, int, int]       # (C, H, W)
+    filter_shape: tuple[int, int, int]   # (M, Ho, Wo)
+    pool_shape: tuple[int, int, int]     # (M, Hp, Wp)
+    encoder_params: int                  # W1
+    decoder_params: int                  # W2 (0 when tied)
+    pool_window: int
+
+    @property
+    def connections(self) -> int:
+        """Encoder connections: one per (filter unit, input value it sees) = W1 entries."""
+        return self.encoder_params
+
+    def activations(self) -> int:
+        """Values per image of every sublayer output plus the reconstruction."""
+        c, h, w = self.in_shape
+        m, ho, wo = self.filter_shape
+        _, hp, wp = self.pool_shape
+        return m * ho * wo + 2 * m * hp * wp + c * h * w
+
+    def train_flops(self, input_grad: bool) -> int:
+        """Multiply-adds x2 per image for one training step of this stage's locally connected maps:
+        encoder forward + weight gradient (+ input gradient), decoder forward + weight gradient +
+        input gradient; pooling and LCN are included approximately."""
+        lc = 2 * self.connections * (5 + int(input_grad))
+        m, hp, wp = self.pool_shape
+        pooling = 3 * 2 * m * hp * wp * self.pool_window ** 2
+        return lc + pooling
+
+
+@dataclass
+class ModelCount:
+    cfg: ModelConfig
+    stages: list[StageCount]
+
+    @property
+    def parameters(self) -> int:
+        return sum(s.encoder_params + s.decoder_params for s in self.stages)
+
+    @property
+    def connections(self) -> int:
+        return sum(s.connections for s in self.stages)
+
+    def forward_flops(self) -> int:
+        """Per image, features only (encoder filtering + pooling), as the probe computes them."""
+        return sum(2 * s.connections + 2 * s.pool_shape[0] * s.pool_shape[1] * s.pool_shape[2] * s.pool_window ** 2
+                   for s in self.stages)
+
+    def train_flops(self) -> int:
+        return sum(s.train_flops(self.cfg.cross_stage_grad and k > 0) for k, s in enumerate(self.stages))
+
+    def memory(self, batch: int) -> dict[str, int]:
+        """Bytes for training at this batch size (float32)."""
+        p = self.parameters * FLOAT_BYTES
+        return {"weights": p, "gradients": p, "adagrad_state": p,
+                "activations": batch * FLOAT_BYTES * sum(s.activations() for s in self.stages)}
+
+
+def count(cfg: ModelConfig) -> ModelCount:
+    model = DeepSparseAutoencoder(cfg, device="meta")
+    stages = []
+    for g, st, stage in zip(geometry(cfg), cfg.stages, model.stages):
+        dec = 0 if stage.decoder is None else stage.decoder.weight.numel()
+        stages.append(StageCount((g.in_channels, g.in_size, g.in_size), (g.maps, g.filter_size, g.filter_size),
+                                 (g.maps, g.pool_size, g.pool_size), stage.encoder.weight.numel(), dec,
+                                 st.pool_size))
+    return ModelCount(cfg, stages)
+
+
+def receptive_fields(cfg: ModelConfig) -> list[dict[str, int]]:
+    """Input pixels seen by one unit of each sublayer (width of its field along one axis)."""
+    out, field, jump = [], 1, 1
+    for st in cfg.stages:
+        field += (st.receptive_field - 1) * jump
+        jump *= st.stride
+        filt = field
+        field += (st.pool_size - 1) * jump
+        jump *= st.pool_stride
+        pool = field
+        if cfg.lcn:
+            field += (st.lcn_size - 1) * jump
+        out.append({"filter": filt, "pool": pool, "lcn": field})
+    return out
+
+
+def _human(n: float, unit: str = "") -> str:
+    for suffix in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000:
+            return f"{n:.3g} {suffix}{unit}".strip()
+        n /= 1000
+    return f"{n:.3g} P{unit}"
+
+
+def _bytes(n: int) -> str:
+    for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024:
+            return f"{n:.3g} {suffix}"
+        n /= 1024
+    return f"{n:.3g} PiB"
+
+
+def describe(cfg: ModelConfig, batch: int = 100) -> str:
+    c = count(cfg)
+    fields = receptive_fields(cfg)
+    lines = [f"input {cfg.input_size}x{cfg.input_size}x{cfg.channels}, {len(c.stages)} stages "
+             f"({3 * len(c.stages)} layers), {'tied' if cfg.tied_weights else 'untied'} weights, "
+             f"LCN {'on' if cfg.lcn else 'off'}",
+             "",
+             f"{'stage':<6}{'input':>14}{'filtering':>14}{'pooled':>12}{'W1 (connections)':>19}{'W2':>16}"
+             f"{'field px':>11}"]
+    for k, (s, f) in enumerate(zip(c.stages, fields)):
+        ci, hi, _ = s.in_shape
+        m, ho, _ = s.filter_shape
+        _, hp, _ = s.pool_shape
+        lines.append(f"{k + 1:<6}{f'{hi}x{hi}x{ci}':>14}{f'{ho}x{ho}x{m}':>14}{f'{hp}x{hp}x{m}':>12}"
+                     f"{s.encoder_params:>19,}{s.decoder_params:>16,}{f['filter']:>6}-{f['lcn']:<4}")
+    mem = c.memory(batch)
+    lines += ["",
+              f"encoder connections (W1):     {c.connections:,}",
+              f"trainable parameters (W1+W2): {c.parameters:,}",
+              f"memory at batch {batch} (float32): weights {_bytes(mem['weights'])}, gradients "
+              f"{_bytes(mem['gradients'])}, Adagrad state {_bytes(mem['adagrad_state'])}, activations "
+              f"{_bytes(mem['activations'])} (all sublayer outputs and reconstructions); total "
+              f"{_bytes(sum(mem.values()))}",
+              f"FLOPs per image: features (encoder + pooling) {_human(c.forward_flops())}, "
+              f"training step {_human(c.train_flops())}",
+              f"FLOPs per training step at batch {batch}: {_human(c.train_flops() * batch)}"]
+    return "\n".join(lines)
+

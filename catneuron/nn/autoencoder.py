@@ -1,0 +1,60 @@
+"""The deep sparse autoencoder: N identical stages (3 stages = the paper's 9 layers)."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from catneuron.config import ModelConfig, geometry
+from catneuron.nn.objective import StageLoss, stage_loss
+from catneuron.nn.stage import Stage, StageOutput
+
+
+class Objective(NamedTuple):
+    total: torch.Tensor            # sum over stages of reconstruction + lambda * sparsity
+    stages: list[StageLoss]
+
+
+class DeepSparseAutoencoder(nn.Module):
+    """(N, C, S, S) images -> per-stage filtering, pooling and LCN outputs, and the training objective.
+
+    Build from a ModelConfig; on ``device="meta"`` it allocates nothing (for counting the paper model).
+    """
+
+    def __init__(self, cfg: ModelConfig, device=None, dtype=None):
+        super().__init__()
+        self.cfg = cfg
+        self.stages = nn.ModuleList(
+            Stage(g.in_channels, g.in_size, st.maps, st.receptive_field, st.stride, st.pool_size, st.pool_stride,
+                  st.lcn_size, lcn=cfg.lcn, tied_weights=cfg.tied_weights, eps=cfg.eps, lcn_c=cfg.lcn_c,
+                  backend=cfg.backend, device=device, dtype=dtype)
+            for g, st in zip(geometry(cfg), cfg.stages))
+        self.project_()
+
+    def forward(self, x: torch.Tensor) -> list[StageOutput]:
+        """All sublayer activations, stage by stage (the probe reads every one of them)."""
+        outputs = []
+        for stage in self.stages:
+            out = stage(x)
+            outputs.append(out)
+            x = out.normalized
+        return outputs
+
+    def objective(self, x: torch.Tensor) -> Objective:
+        """Summed stage objectives on a batch; see ModelConfig.cross_stage_grad for what reaches which stage."""
+        losses = []
+        for stage in self.stages:
+            if not self.cfg.cross_stage_grad:
+                x = x.detach()
+            out = stage(x)
+            losses.append(stage_loss(x, out.pooled, stage.reconstruct(out.filtered)))
+            x = out.normalized
+        total = sum(loss.total(self.cfg.sparsity) for loss in losses)
+        return Objective(total, losses)
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Apply the unit-norm constraint of the config (after every optimizer step)."""
+        for stage in self.stages:
+            stage.project_(self.cfg.norm_constraint)

@@ -1,0 +1,136 @@
+"""Locally connected layers: every output location has its own filters (untied weights).
+
+    y[n, m, i, j] = sum_{p, q, c} weight[i, j, m, p, q, c] * x[n, c, i*s + p, j*s + q]
+
+This is a convolution whose weights differ at every location (Le et al. 2012 use it for the
+filtering sublayers, encoder W1 and decoder W2). The transpose maps features back to the input
+grid with the same connectivity; it is the decoder and the input gradient of the layer.
+
+Two kernel sets compute the three primitive maps (forward, transpose, weight gradient):
+``lc_native`` (C++, CPU float32, the fast path) and ``lc_torch`` (batched matmuls; CUDA,
+float64, or when no compiler is found). ``backend="auto"`` picks native whenever it applies.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from catneuron.nn import lc_native, lc_torch
+
+Backend = Literal["auto", "native", "torch"]
+
+
+def output_size(in_size: int, receptive_field: int, stride: int) -> int:
+    """Number of filter positions along one axis (no padding)."""
+    return (in_size - receptive_field) // stride + 1
+
+
+def _kernels(backend: Backend, *tensors: torch.Tensor):
+    if backend == "torch":
+        return lc_torch
+    if lc_native.supports(*tensors):
+        return lc_native
+    if backend == "native":
+        raise RuntimeError("the native locally connected kernel needs float32 CPU tensors and a C++ compiler")
+    return lc_torch
+
+
+class _LocallyConnected(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, stride, backend):
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.backend = stride, backend
+        return _kernels(backend, x, weight).forward(x, weight, stride)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensors
+        k = _kernels(ctx.backend, x, weight, dy)
+        dy = dy.contiguous()
+        dx = k.transpose(dy, weight, ctx.stride, x.shape[-2:]) if ctx.needs_input_grad[0] else None
+        dw = k.weight_grad(x, dy, ctx.stride, weight.shape[3]) if ctx.needs_input_grad[1] else None
+        return dx, dw, None, None
+
+
+class _LocallyConnectedTranspose(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, weight, stride, in_size, backend):
+        ctx.save_for_backward(y, weight)
+        ctx.stride, ctx.backend = stride, backend
+        return _kernels(backend, y, weight).transpose(y, weight, stride, in_size)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dx):
+        y, weight = ctx.saved_tensors
+        k = _kernels(ctx.backend, y, weight, dx)
+        dx = dx.contiguous()
+        dy = k.forward(dx, weight, ctx.stride) if ctx.needs_input_grad[0] else None
+        dw = k.weight_grad(dx, y, ctx.stride, weight.shape[3]) if ctx.needs_input_grad[1] else None
+        return dy, dw, None, None, None
+
+
+def locally_connected(x: torch.Tensor, weight: torch.Tensor, stride: int = 1,
+                      backend: Backend = "auto") -> torch.Tensor:
+    """x (N, C, H, W), weight (Ho, Wo, M, r, r, C) -> (N, M, Ho, Wo)."""
+    return _LocallyConnected.apply(x.contiguous(), weight, stride, backend)
+
+
+def locally_connected_transpose(y: torch.Tensor, weight: torch.Tensor, stride: int, in_size: tuple[int, int],
+                                backend: Backend = "auto") -> torch.Tensor:
+    """The adjoint of ``locally_connected``: y (N, M, Ho, Wo) -> (N, C, H, W)."""
+    return _LocallyConnectedTranspose.apply(y.contiguous(), weight, stride, tuple(in_size), backend)
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class LocallyConnected2d(nn.Module):
+    """Locally connected filtering: (N, C, H, W) -> (N, M, Ho, Wo), Ho = (H - r) // stride + 1.
+
+    ``weight`` has shape (Ho, Wo, M, r, r, C): M filters of r x r x C at each output location,
+    connected to all input channels. No bias, as in the paper's W1^T x.
+    """
+
+    def __init__(self, in_channels: int, out_maps: int, in_size: int | tuple[int, int], receptive_field: int,
+                 stride: int = 1, backend: Backend = "auto", device=None, dtype=None):
+        super().__init__()
+        H, W = _pair(in_size)
+        if receptive_field > min(H, W):
+            raise ValueError(f"receptive_field {receptive_field} is larger than the input {H}x{W}")
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        self.in_channels, self.out_maps, self.in_size = in_channels, out_maps, (H, W)
+        self.receptive_field, self.stride, self.backend = receptive_field, stride, backend
+        self.out_size = (output_size(H, receptive_field, stride), output_size(W, receptive_field, stride))
+        self.weight = nn.Parameter(torch.empty(*self.out_size, out_maps, receptive_field, receptive_field,
+                                               in_channels, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        fan_in = self.receptive_field ** 2 * self.in_channels
+        nn.init.normal_(self.weight, std=1.0 / math.sqrt(fan_in))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return locally_connected(x, self.weight, self.stride, self.backend)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_maps}, in_size={self.in_size}, "
+                f"receptive_field={self.receptive_field}, stride={self.stride}, out_size={self.out_size}")
+
+
+class LocallyConnectedTranspose2d(LocallyConnected2d):
+    """The decoder of a LocallyConnected2d with the same geometry: (N, M, Ho, Wo) -> (N, C, H, W).
+
+    ``weight[i, j, m]`` is the r x r x C basis that feature (m, i, j) adds to the reconstruction.
+    Input positions no filter covers (when (H - r) is not a multiple of the stride) stay zero.
+    """
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return locally_connected_transpose(y, self.weight, self.stride, self.in_size, self.backend)

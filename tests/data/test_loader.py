@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from catneuron.data.loader import ImageStream, StreamState
+from catneuron.data.sources import resolve
+from catneuron.errors import DataError
+from tests.data.helpers import random_images, write_shards
+
+
+def _stream(tmp_path, seed=0, state=None, buffer=8):
+    if not list(tmp_path.glob("set-*")):
+        write_shards(tmp_path / "set", random_images(30), per_shard=7)
+    return ImageStream([resolve(str(tmp_path))], size=16, seed=seed, shuffle_buffer=buffer, state=state)
+
+
+def _take(stream, n):
+    return [img for img, _ in zip((i for i, _ in stream.images()), range(n))]
+
+
+def test_order_is_a_function_of_the_seed(tmp_path):
+    a, b = _take(_stream(tmp_path, 1), 40), _take(_stream(tmp_path, 1), 40)
+    c = _take(_stream(tmp_path, 2), 40)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_each_epoch_visits_every_image_once(tmp_path):
+    images = _take(_stream(tmp_path), 60)
+    first, second = images[:30], images[30:]
+    key = lambda im: im.tobytes()  # noqa: E731
+    assert len({key(i) for i in first}) == 30 and {key(i) for i in first} == {key(i) for i in second}
+    assert [key(i) for i in first] != [key(i) for i in second]       # reshuffled
+
+
+def test_resume_continues_at_the_same_sample(tmp_path):
+    full = _stream(tmp_path, 3)
+    batches = full.batches(7)
+    seen = [next(batches) for _ in range(6)]        # 42 images: crosses an epoch boundary
+    batches.close()
+    state = seen[2][1]
+    resumed = _stream(tmp_path, 3, state=StreamState(state.epoch, state.position)).batches(7)
+    for expected, _ in seen[3:]:
+        got, _ = next(resumed)
+        np.testing.assert_array_equal(got, expected)
+    resumed.close()
+
+
+def test_unreadable_images_are_skipped_and_reported(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(random_images(3)):
+        from PIL import Image
+        Image.fromarray(img).save(folder / f"ok{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    (folder / "empty.png").write_bytes(b"")
+    stream = ImageStream([resolve(str(folder))], size=8, shuffle_buffer=1)
+    assert len(_take(stream, 3)) == 3
+    assert sorted(p.rsplit("/", 1)[-1] for p in stream.skipped) == ["broken.jpg", "empty.png"]
+
+
+def test_nothing_usable_is_one_error(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "broken.jpg").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="no usable images"):
+        _take(ImageStream([resolve(str(folder))], size=8), 1)

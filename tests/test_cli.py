@@ -1,0 +1,54 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from catneuron.cli import main
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--data", "/nonexistent/data"], "data source /nonexistent/data: no such file or folder"),
+    (["train", "--preset", "tiny", "--set", "model.stages.0.receptive_field=40"],
+     "model.stages.0.receptive_field = 40 is larger than the stage's 20x20 input"),
+    (["train", "--preset", "tiny", "--set", "model.stages.0.stride=0"], "model.stages.0.stride must be >= 1"),
+    (["info", "--config", "/nonexistent.json"], "config file /nonexistent.json: cannot read"),
+])
+def test_user_errors_are_one_line(args, message, capsys, tmp_path):
+    assert main([*args, *(["--out", str(tmp_path / "run")] if args[0] == "train" else [])]) == 2
+    assert _error_line(capsys).startswith(f"catneuron: error: {message}")
+
+
+def test_empty_folder_and_corrupt_image(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", "--preset", "tiny", "--data", str(empty), "--out", str(tmp_path / "a")]) == 2
+    assert "folder contains no shards and no images" in _error_line(capsys)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    assert main(["train", "--preset", "tiny", "--data", str(bad), "--out", str(tmp_path / "b"),
+                 "--no-progress"]) == 2
+    line = _error_line(capsys)
+    assert line.startswith("catneuron: error: no usable images in the training data (1 unreadable, e.g. ")
+    assert "broken.jpg: not a readable image" in line
+
+
+def test_info_paper_prints_counts(capsys):
+    assert main(["info", "--preset", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "encoder connections (W1):     1,216,858,464" in out and "Adagrad state" in out
+
+
+def test_installed_entry_point_reports_errors_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "catneuron.cli", "train", "--data", "/nonexistent"],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("catneuron: error: data source /nonexistent: no such file or folder")
+    assert len(proc.stderr.strip().splitlines()) == 1

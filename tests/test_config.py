@@ -1,0 +1,77 @@
+import json
+
+import pytest
+
+from catneuron import config as C
+from catneuron.errors import ConfigError
+from catneuron.nn.accounting import count, describe, receptive_fields
+
+
+@pytest.mark.parametrize("name", sorted(C.PRESETS))
+def test_presets_validate(name):
+    C.validate(C.preset(name))
+
+
+def test_paper_counts_match_hand_computation():
+    # 200x200x3 -> filters 18x18, stride 1: (200-18+1)^2 = 183^2 locations, 8 maps, 18*18*3 weights each;
+    # pool 5, stride 1: 179^2; stage 2: (179-17)^2 = 162^2 locations, 18*18*8 weights; pool: 158^2;
+    # stage 3: 141^2 locations, pool 137^2.
+    w1 = [183 ** 2 * 8 * 18 * 18 * 3, 162 ** 2 * 8 * 18 * 18 * 8, 141 ** 2 * 8 * 18 * 18 * 8]
+    assert w1 == [260_410_464, 544_195_584, 412_252_416]
+    c = count(C.preset("paper").model)          # built on the meta device
+    assert [s.encoder_params for s in c.stages] == w1
+    assert [s.decoder_params for s in c.stages] == w1
+    assert c.connections == sum(w1) == 1_216_858_464
+    assert c.parameters == 2 * sum(w1)
+    mem = c.memory(100)
+    assert mem["weights"] == mem["adagrad_state"] == 4 * 2 * sum(w1)
+    per_image = (8 * 183 ** 2 + 2 * 8 * 179 ** 2 + 3 * 200 ** 2) + (8 * 162 ** 2 + 2 * 8 * 158 ** 2 + 8 * 179 ** 2) \
+        + (8 * 141 ** 2 + 2 * 8 * 137 ** 2 + 8 * 158 ** 2)
+    assert mem["activations"] == 100 * 4 * per_image
+    assert "1,216,858,464" in describe(C.preset("paper").model)
+
+
+def test_paper_top_units_see_60_to_76_pixels():
+    top = receptive_fields(C.preset("paper").model)[-1]
+    assert (top["filter"], top["lcn"]) == (68, 76)
+    assert receptive_fields(C.preset("paper").model)[-1]["pool"] == 72
+
+
+def test_overrides_and_files(tmp_path):
+    cfg = C.apply_overrides(C.preset("small"), ["train.lr=0.02", "model.stages.*.maps=16", "model.stages.0.stride=2",
+                                                "data.train=a,b", "model.lcn=false"])
+    assert cfg.train.lr == 0.02 and [s.maps for s in cfg.model.stages] == [16, 16, 16]
+    assert cfg.model.stages[0].stride == 2 and cfg.data.train == ["a", "b"] and cfg.model.lcn is False
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"preset": "tiny", "train": {"steps": 7}}))
+    loaded = C.load_file(path)
+    assert loaded.preset == "tiny" and loaded.train.steps == 7 and loaded.model.input_size == 20
+    toml = tmp_path / "c.toml"
+    toml.write_text('[model]\nsparsity = 0.3\n')
+    assert C.load_file(toml, C.preset("small")).model.sparsity == 0.3
+    assert C.from_dict(cfg.to_dict()) == cfg     # round trip
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.stages.0.receptive_field=80"], "model.stages.0.receptive_field = 80 is larger than"),
+    (["model.stages.1.stride=0"], "model.stages.1.stride must be >= 1"),
+    (["model.stages.2.pool_size=40"], "model.stages.2.pool_size = 40 is larger"),
+    (["train.optimizer=adam"], "train.optimizer = 'adam'; expected one of adagrad, sgd"),
+    (["train.lr=fast"], "train.lr: expected a number"),
+    (["model.nope=1"], "unknown setting 'nope'"),
+    (["train.lr"], "expected key=value"),
+    (["model.stages.7.maps=1"], "not an index below 3"),
+])
+def test_bad_settings_give_one_line_naming_the_setting(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        C.validate(C.apply_overrides(C.preset("small"), overrides))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_config_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        C.load_file(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        C.load_file(tmp_path / "missing.json")

@@ -1,0 +1,119 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from catneuron import config as C
+from catneuron.errors import CatneuronError
+from catneuron.train import checkpoint
+from catneuron.train.trainer import Trainer
+from tests.data.helpers import random_images, write_shards
+
+
+def _cfg(data: list[str], steps: int, **train) -> C.Config:
+    cfg = C.preset("tiny")
+    cfg.data.train = data
+    cfg.train.steps = steps
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg
+
+
+@pytest.fixture
+def shards(tmp_path):
+    write_shards(tmp_path / "data" / "set", random_images(120, size=24), per_shard=50)
+    return str(tmp_path / "data")
+
+
+def test_tiny_run_on_real_images_lowers_the_objective(tmp_path, datasets):
+    cfg = _cfg(["natural-64/train"], 200, log_every=10)
+    result = Trainer(cfg, tmp_path / "run", progress=False).run()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert result.step == 200 and result.images_seen == 200 * 20 and len(rows) == 20
+    assert rows[-1]["loss"] < 0.6 * rows[0]["loss"]
+    meta = checkpoint.read_metadata(tmp_path / "run" / "model.safetensors")
+    assert meta["config"]["preset"] == "tiny" and "code_version" in meta
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["data"][0]["file_count"] == 5 and run["sessions"][0]["torch"] == torch.__version__
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, shards):
+    Trainer(_cfg([shards], 30, checkpoint_every=10), tmp_path / "straight", progress=False).run()
+    Trainer(_cfg([shards], 15, checkpoint_every=10), tmp_path / "split", progress=False).run()
+    Trainer(_cfg([shards], 30, checkpoint_every=10), tmp_path / "split", resume=True, progress=False).run()
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "split" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))          # no duplicated log lines after the resume
+
+
+def _spawn_training(out: Path, data: str, steps: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "catneuron.cli", "train", "--preset", "tiny", "--data", data, "--out", str(out),
+           "--steps", str(steps), "--set", "train.checkpoint_every=10", "--no-progress"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_to_the_same_weights(tmp_path, shards, sig):
+    steps = 400
+    proc = _spawn_training(tmp_path / "killed", shards, steps)
+    _wait_for(tmp_path / "killed" / "checkpoints" / "step-00000020", proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    saved = checkpoint.latest(tmp_path / "killed" / "checkpoints")
+    if sig == signal.SIGINT:      # Ctrl-C: a clean exit that checkpoints the step it stopped at
+        assert proc.returncode == 0 and "interrupted at step" in err
+        assert f"interrupted at step {int(saved.name.split('-')[1])};" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    Trainer(_cfg([shards], steps, checkpoint_every=10), tmp_path / "killed", resume=True, progress=False).run()
+    Trainer(_cfg([shards], steps, checkpoint_every=10), tmp_path / "straight", progress=False).run()
+    a = load_file(tmp_path / "straight" / "model.safetensors")
+    b = load_file(tmp_path / "killed" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_existing_run_needs_resume(tmp_path, shards):
+    Trainer(_cfg([shards], 2), tmp_path / "run", progress=False).run()
+    with pytest.raises(CatneuronError, match="already has checkpoints; pass --resume"):
+        Trainer(_cfg([shards], 4), tmp_path / "run", progress=False).run()
+
+
+def test_resume_refuses_a_different_model(tmp_path, shards):
+    Trainer(_cfg([shards], 2), tmp_path / "run", progress=False).run()
+    cfg = _cfg([shards], 4)
+    cfg.model.sparsity = 0.5
+    with pytest.raises(CatneuronError, match="model settings differ"):
+        Trainer(cfg, tmp_path / "run", resume=True, progress=False).run()
+
+
+def test_checkpoints_are_pruned_and_never_partial(tmp_path, shards):
+    Trainer(_cfg([shards], 50, checkpoint_every=10), tmp_path / "run", progress=False).run()
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["step-00000040", "step-00000050"]
+
+
+def test_image_folder_as_data(tmp_path):
+    from PIL import Image
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(random_images(30, size=40)):
+        Image.fromarray(img).save(folder / f"{i}.png")
+    result = Trainer(_cfg([str(folder)], 5), tmp_path / "run", progress=False).run()
+    assert result.images_seen == 100
