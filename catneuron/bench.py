@@ -8,13 +8,15 @@ For each layer shape, forward + backward (input and weight gradients) of
 and a large sgemm for the machine's peak. Throughput counts useful FLOPs only
 (3 x 2 x locations x maps x r*r*C x batch); times are medians over repeats, interleaved so that
 machine noise hits every implementation alike. Peak memory is the growth of the process's
-resident set while one forward + backward runs (Linux). It ends with the training throughput of
-the configured preset.
+resident set while one forward + backward runs, in a fresh process (Linux). It ends with the
+training throughput of the configured preset.
 """
 from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,20 +56,33 @@ def _naive(x, w, stride):
     return torch.einsum("nkl,lmk->nml", cols, wl).reshape(x.shape[0], M, Ho, Wo)
 
 
-def _implementations(case: LayerCase, include_naive: bool):
+IMPLS = ("native", "torch", "naive", "conv2d")
+
+
+def _implementations(case: LayerCase, names: tuple[str, ...]):
+    """name -> (forward function, leaves to differentiate), for the available ones among `names`.
+    Tensors are filled in place, so no temporary inflates the memory high-water mark."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(case.batch, case.channels, case.size, case.size, generator=g).requires_grad_()
-    w = (torch.randn(case.out, case.out, case.maps, case.receptive_field, case.receptive_field, case.channels,
-                     generator=g) * 0.01).requires_grad_()
-    wc = (torch.randn(case.maps, case.channels, case.receptive_field, case.receptive_field, generator=g)
-          * 0.01).requires_grad_()
+    r, C, M, Ho = case.receptive_field, case.channels, case.maps, case.out
+    x = torch.empty(case.batch, C, case.size, case.size).normal_(generator=g).requires_grad_()
+
+    def lc_weight():
+        return torch.empty(Ho, Ho, M, r, r, C).normal_(0, 0.01, generator=g).requires_grad_()
+
     impls = {}
-    if lc_native.available():
-        impls["native"] = (lambda: locally_connected(x, w, case.stride, backend="native"), (x, w))
-    impls["torch"] = (lambda: locally_connected(x, w, case.stride, backend="torch"), (x, w))
-    if include_naive:
-        impls["naive"] = (lambda: _naive(x, w, case.stride), (x, w))
-    impls["conv2d"] = (lambda: F.conv2d(x, wc, stride=case.stride), (x, wc))
+    for name in names:
+        if name == "native" and lc_native.available():
+            w = lc_weight()
+            impls[name] = (lambda w=w: locally_connected(x, w, case.stride, backend="native"), (x, w))
+        elif name == "torch":
+            w = lc_weight()
+            impls[name] = (lambda w=w: locally_connected(x, w, case.stride, backend="torch"), (x, w))
+        elif name == "naive":
+            w = lc_weight()
+            impls[name] = (lambda w=w: _naive(x, w, case.stride), (x, w))
+        elif name == "conv2d":
+            w = torch.empty(M, C, r, r).normal_(0, 0.01, generator=g).requires_grad_()
+            impls[name] = (lambda w=w: F.conv2d(x, w, stride=case.stride), (x, w))
     return impls
 
 
@@ -78,28 +93,34 @@ def _fwd_bwd(fn, leaves):
     y.backward(torch.ones_like(y))
 
 
-def _rss_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+def _high_water_kib() -> int:
+    """This process's peak resident set (VmHWM, which starts afresh at exec; getrusage's
+    ru_maxrss would include the parent's peak)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
 
-def _peak_memory_mib(fn, leaves) -> float | None:
-    """Growth of the peak resident set during one forward + backward (Linux; None elsewhere)."""
-    before = _rss_kib("VmRSS")
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS
-    except OSError:
-        return None
+def _memory_probe(case_json: str, impl: str) -> None:
+    case = LayerCase(**json.loads(case_json))
+    fn, leaves = _implementations(case, (impl,))[impl]
+    before = _high_water_kib()
     _fwd_bwd(fn, leaves)
-    peak = _rss_kib("VmHWM")
-    return None if before is None or peak is None else max(0.0, (peak - before) / 1024)
+    print(_high_water_kib() - before)
+
+
+def _peak_memory_mib(case: LayerCase, impl: str) -> float | None:
+    """Peak resident memory added by one forward + backward, measured in a fresh process (the
+    benchmark process keeps freed memory for reuse, so its own high-water mark says little).
+    Linux only; None elsewhere."""
+    if not Path("/proc/self/status").exists():
+        return None
+    code = "import sys; from catneuron import bench; bench._memory_probe(sys.argv[1], sys.argv[2])"
+    try:
+        out = subprocess.run([sys.executable, "-c", code, json.dumps(asdict(case)), impl], capture_output=True,
+                             text=True, timeout=600)
+        return int(out.stdout.strip()) / 1024 if out.returncode == 0 else None
+    except (subprocess.SubprocessError, ValueError, OSError):
+        return None
 
 
 def sgemm_peak(repeats: int, n: int = 4096) -> float:
@@ -114,8 +135,8 @@ def sgemm_peak(repeats: int, n: int = 4096) -> float:
 
 
 def bench_case(case: LayerCase, repeats: int, include_naive: bool, peak: float) -> list[dict]:
-    impls = _implementations(case, include_naive)
-    memory = {name: _peak_memory_mib(fn, leaves) for name, (fn, leaves) in impls.items()}
+    impls = _implementations(case, IMPLS if include_naive else tuple(n for n in IMPLS if n != "naive"))
+    memory = {name: _peak_memory_mib(case, name) for name in impls}
     times = {name: [] for name in impls}
     for name, (fn, leaves) in impls.items():  # warm-up (and kernel build)
         _fwd_bwd(fn, leaves)

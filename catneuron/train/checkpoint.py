@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from catneuron.errors import CatneuronError
@@ -97,7 +98,6 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | 
 
 
 def read_metadata(path: Path) -> dict:
-    from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if "config" in meta:
