@@ -6,6 +6,7 @@ applied in that order. User errors print one line (``catneuron: error: ...``) an
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -23,11 +24,14 @@ def _config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
                    help="override one setting, e.g. --set train.lr=0.02 --set model.stages.*.maps=16")
 
 
-def build_config(args, default_preset: str) -> C.Config:
-    base = C.preset(args.preset or default_preset)
-    cfg = C.load_file(args.config, base if args.preset else None) if args.config else base
-    if args.config and args.preset:
-        cfg.preset = args.preset
+def build_config(args, default_preset: str, base: C.Config | None = None) -> C.Config:
+    """Preset (or `base`), then --config, then flags and --set overrides."""
+    if base is None and args.config and not args.preset:
+        cfg = C.load_file(args.config)          # the file names its own preset
+    else:
+        cfg = base or C.preset(args.preset or default_preset)
+        if args.config:
+            cfg = C.load_file(args.config, cfg)
     overrides = list(args.overrides)
     for flag, key in (("steps", "train.steps"), ("batch_size", "train.batch_size"), ("device", "train.device"),
                       ("seed", "train.seed"), ("threads", "train.threads")):
@@ -48,8 +52,11 @@ def cmd_info(args) -> None:
 
 def cmd_train(args) -> None:
     from catneuron.train.trainer import Trainer
-    cfg = build_config(args, "small")
-    out = args.out or os.path.join("runs", cfg.preset)
+    out = args.out or os.path.join("runs", args.preset or "small")
+    saved = os.path.join(out, "config.json")
+    # A resumed run continues with its own settings; this command line's flags still apply on top.
+    base = C.from_dict(json.loads(open(saved).read())) if args.resume and os.path.exists(saved) else None
+    cfg = build_config(args, "small", base)
     result = Trainer(cfg, out, resume=args.resume, progress=not args.no_progress).run()
     state = "interrupted" if result.interrupted else "finished"
     print(f"{state} at step {result.step} ({result.images_seen:,} images); run directory {result.run_dir}")

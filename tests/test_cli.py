@@ -52,3 +52,15 @@ def test_installed_entry_point_reports_errors_without_traceback():
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("catneuron: error: data source /nonexistent: no such file or folder")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_resume_keeps_the_runs_own_settings(tmp_path):
+    from tests.data.helpers import random_images, write_shards
+    write_shards(tmp_path / "data" / "set", random_images(40, size=24), per_shard=20)
+    out = tmp_path / "run"
+    common = ["train", "--preset", "tiny", "--data", str(tmp_path / "data"), "--out", str(out), "--no-progress"]
+    assert main([*common, "--steps", "4", "--set", "train.lr=0.003"]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--steps", "8", "--no-progress"]) == 0
+    import json
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["lr"] == 0.003 and saved["train"]["steps"] == 8 and saved["preset"] == "tiny"
