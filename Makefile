@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 train: install
+	test -f corpora/default/manifest.json || $(BIN)/catneuron data compose --out corpora/default
 	$(BIN)/catneuron train --preset small
 
 test: install

@@ -64,6 +64,7 @@ class DataConfig:
     train: list[str] = field(default_factory=lambda: ["natural-64/train"])
     preprocess: str = "standardize"    # standardize (per image: zero mean, unit variance) | none
     shuffle_buffer: int = 2000
+    workers: int = 0             # decoding processes for training (0: a background thread is enough)
 
 
 @dataclass
@@ -113,6 +114,7 @@ def _small() -> Config:
                               stages=[StageConfig(maps=8, receptive_field=12, pool_size=5, lcn_size=5),
                                       StageConfig(maps=8, receptive_field=12, pool_size=5, lcn_size=5),
                                       StageConfig(maps=8, receptive_field=12, pool_size=5, lcn_size=5)]),
+                  data=DataConfig(train=["corpora/default"]),
                   train=TrainConfig(steps=3000, checkpoint_every=250))
 
 
@@ -328,6 +330,8 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"train.{key} must be >= 1, got {getattr(t, key)}")
     if t.threads < 0:
         raise ConfigError(f"train.threads must be >= 0, got {t.threads}")
+    if cfg.data.workers < 0:
+        raise ConfigError(f"data.workers must be >= 0, got {cfg.data.workers}")
     if not (t.device in ("cpu", "cuda", "auto") or t.device.startswith("cuda:")):
         raise ConfigError(f"train.device = {t.device!r}; expected cpu, cuda, cuda:N or auto")
     return cfg

@@ -64,3 +64,23 @@ def test_resume_keeps_the_runs_own_settings(tmp_path):
     import json
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["lr"] == 0.003 and saved["train"]["steps"] == 8 and saved["preset"] == "tiny"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["data", "compose", "--mix", "faces-200/test=1"], "compose: faces-200/test is a held-out test split"),
+    (["data", "download", "imagenet-22k"], "unknown dataset 'imagenet-22k'"),
+    (["data", "frames", "/nonexistent"], "video folder /nonexistent: not a folder"),
+    (["data", "audit", "/nonexistent"], "data source /nonexistent: no such file or folder"),
+])
+def test_data_command_errors_are_one_line(args, message, capsys, tmp_path, datasets):
+    extra = ["--out", str(tmp_path / "o")] if args[1] in ("compose", "frames") else []
+    assert main([*args, *extra]) == 2
+    assert _error_line(capsys).startswith(f"catneuron: error: {message}")
+
+
+def test_data_frames_command_writes_documented_outputs(tmp_path, capsys, datasets):
+    assert main(["data", "frames", str(datasets / "videos" / "head-pose"), "--out", str(tmp_path / "f"),
+                 "--size", "32", "--workers", "1"]) == 0
+    assert "3 frames from 3 of 3 videos" in capsys.readouterr().out
+    assert {p.name for p in (tmp_path / "f").iterdir()} == {"train-000000.tar.gz", "manifest.json", "report.json",
+                                                           "progress.json"}

@@ -5,25 +5,29 @@ in an order drawn from (seed, e), each read sequentially, through a shuffle buff
 by (seed, e). The stream is therefore a function of (seed, epoch), and its position is just
 (epoch, records consumed): resuming replays the epoch's record order without decoding and
 continues at the same sample. Unreadable images are skipped, counted and reported.
+
+Decoding runs in a background thread, or in `workers` processes fed in order (the order, and so
+the stream, is the same either way). A `small` training step consumes ~300 images/s, far below
+what one decoding thread delivers (docs/RESULTS.md), so the default is no worker processes.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from catneuron.data.images import IMAGE_KEYS, decode, fit_square
-from catneuron.data.shards import Record, iter_shard
-from catneuron.data.sources import Source
+from catneuron.data.images import decode, fit_square
+from catneuron.data.parallel import ordered_map
+from catneuron.data.shards import Record
+from catneuron.data.sources import Source, read_unit, units
 from catneuron.errors import DataError
 
 log = logging.getLogger(__name__)
-FILES_PER_CHUNK = 1000
 
 
 @dataclass
@@ -35,42 +39,34 @@ class StreamState:
         return {"epoch": self.epoch, "position": self.position}
 
 
-def _image_file_records(paths: list[Path]) -> Iterator[Record]:
-    for p in paths:
-        try:
-            data = p.read_bytes()
-        except OSError as err:
-            data = b""
-            log.warning("skipping %s: %s", p, err.strerror)
-        yield Record(p.stem, {p.suffix.lower().lstrip(".") or "img": data}, str(p))
+def _decode_indexed(item: tuple[int, Record], size: int, channels: int):
+    pos, rec = item
+    return pos, rec.origin, decode_record(rec, size, channels)
 
 
-def image_bytes(record: Record) -> bytes | None:
-    for key in IMAGE_KEYS:
-        if key in record.files:
-            return record.files[key]
-    return next((v for k, v in record.files.items() if k not in ("json", "txt", "cls")), None)
+def decode_record(rec: Record, size: int, channels: int) -> tuple[np.ndarray | None, str | None]:
+    """(image, None) or (None, why it is unreadable); runs in decode workers."""
+    try:
+        data = rec.image()
+        if not data:
+            raise DataError(f"{rec.origin}: no image data")
+        return fit_square(decode(data, rec.origin), size, channels), None
+    except DataError as err:
+        return None, str(err)
 
 
 class ImageStream:
     """Endless stream of uint8 (size, size, channels) images; see the module docstring."""
 
     def __init__(self, sources: list[Source], size: int, channels: int = 3, seed: int = 0,
-                 shuffle_buffer: int = 2000, state: StreamState | None = None):
-        self.units: list[tuple[str, object]] = []
-        for src in sources:
-            self.units += [("shard", s) for s in src.shards]
-            self.units += [("files", src.images[i:i + FILES_PER_CHUNK])
-                           for i in range(0, len(src.images), FILES_PER_CHUNK)]
+                 shuffle_buffer: int = 2000, state: StreamState | None = None, workers: int = 0):
+        self.units = units(sources)
         if not self.units:
             raise DataError("no training data: the sources hold no shards or images")
         self.size, self.channels, self.seed, self.buffer = size, channels, seed, max(1, shuffle_buffer)
         self.state = state or StreamState()
+        self.workers = workers
         self.skipped: dict[str, str] = {}     # unreadable record -> why
-
-    def _unit_records(self, unit) -> Iterator[Record]:
-        kind, what = unit
-        return iter_shard(what) if kind == "shard" else _image_file_records(what)
 
     def epoch_records(self, epoch: int) -> Iterator[Record]:
         """All records of one epoch in the stream's order (not decoded)."""
@@ -78,7 +74,7 @@ class ImageStream:
         order = rng.permutation(len(self.units))
         buf: list[Record] = []
         for u in order:
-            for rec in self._unit_records(self.units[u]):
+            for rec in read_unit(self.units[u]):
                 if len(buf) < self.buffer:
                     buf.append(rec)
                     continue
@@ -88,31 +84,26 @@ class ImageStream:
         rng.shuffle(buf)
         yield from buf
 
-    def _decode(self, rec: Record) -> np.ndarray | None:
-        data = image_bytes(rec)
-        try:
-            if not data:
-                raise DataError(f"{rec.origin}: no image data")
-            return fit_square(decode(data, rec.origin), self.size, self.channels)
-        except DataError as err:
-            if rec.origin not in self.skipped:
-                self.skipped[rec.origin] = str(err)
-                if len(self.skipped) <= 10:
-                    log.warning("skipping %s", err)
-            return None
+    def _decoded(self, records: Iterator[tuple[int, Record]]):
+        """(position, origin, (image or None, why)) in order, decoded in `workers` processes (or here)."""
+        work = functools.partial(_decode_indexed, size=self.size, channels=self.channels)
+        return ordered_map(work, records, self.workers)
 
     def images(self) -> Iterator[tuple[np.ndarray, StreamState]]:
         """(image, state after it) forever, starting at self.state."""
         epoch, skip = self.state.epoch, self.state.position
         while True:
             usable = 0
-            for pos, rec in enumerate(self.epoch_records(epoch)):
-                if pos < skip:
+            pending = ((pos, rec) for pos, rec in enumerate(self.epoch_records(epoch)) if pos >= skip)
+            for pos, origin, (img, why) in self._decoded(pending):
+                if img is None:
+                    if origin not in self.skipped:
+                        self.skipped[origin] = why
+                        if len(self.skipped) <= 10:
+                            log.warning("skipping %s", why)
                     continue
-                img = self._decode(rec)
-                if img is not None:
-                    usable += 1
-                    yield img, StreamState(epoch, pos + 1)
+                usable += 1
+                yield img, StreamState(epoch, pos + 1)
             if usable == 0 and skip == 0:
                 example = f", e.g. {next(iter(self.skipped.values()))}" if self.skipped else ""
                 raise DataError(f"no usable images in the training data ({len(self.skipped)} unreadable{example})")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
+from catneuron.data.images import IMAGE_KEYS
 from catneuron.errors import DataError
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -26,6 +27,13 @@ class Record(NamedTuple):
     def meta(self) -> dict:
         raw = self.files.get("json")
         return json.loads(raw) if raw else {}
+
+    def image(self) -> bytes | None:
+        """The record's image file (the first of jpg, png, ... present; else any non-metadata entry)."""
+        for key in IMAGE_KEYS:
+            if key in self.files:
+                return self.files[key]
+        return next((v for k, v in self.files.items() if k not in ("json", "txt", "cls")), None)
 
 
 def is_shard(path: Path) -> bool:
@@ -62,21 +70,25 @@ class ShardWriter:
     """Write records into shards ``<prefix>-000000.tar.gz``, ``-000001``, ... of at most `max_count` records.
 
     Each shard is written as ``<name>.tmp`` and renamed on completion. Use as a context manager;
-    ``close`` finishes the last shard. ``written`` lists the completed shard paths.
+    ``close`` finishes the last shard, an exception drops it. ``written`` lists completed shards.
+    With ``max_count=None`` shards end only when ``end_shard`` is called (callers that must cut
+    shards at their own boundaries, e.g. between input files of a resumable job).
     """
 
-    def __init__(self, prefix: str | Path, max_count: int = 10000, start_index: int = 0, compress: bool = True):
+    def __init__(self, prefix: str | Path, max_count: int | None = 10000, start_index: int = 0,
+                 compress: bool = True):
         self.prefix, self.max_count, self.index, self.compress = Path(prefix), max_count, start_index, compress
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
         self.written: list[Path] = []
-        self._tar, self._count, self._tmp, self._final = None, 0, None, None
+        self.count = 0                     # records in the shard being written
+        self._tar, self._tmp, self._final = None, None, None
 
     def _open(self) -> None:
         suffix = ".tar.gz" if self.compress else ".tar"
         self._final = self.prefix.parent / f"{self.prefix.name}-{self.index:06d}{suffix}"
         self._tmp = self._final.with_name(self._final.name + ".tmp")
         self._tar = tarfile.open(self._tmp, "w:gz" if self.compress else "w")
-        self._count = 0
+        self.count = 0
 
     def write(self, key: str, files: dict[str, bytes]) -> None:
         if self._tar is None:
@@ -86,21 +98,23 @@ class ShardWriter:
             info = tarfile.TarInfo(f"{key}.{ext}")
             info.size, info.mtime, info.mode = len(data), now, 0o444
             self._tar.addfile(info, io.BytesIO(data))
-        self._count += 1
-        if self._count >= self.max_count:
-            self._finish()
+        self.count += 1
+        if self.max_count is not None and self.count >= self.max_count:
+            self.end_shard()
 
-    def _finish(self) -> None:
+    def end_shard(self) -> None:
+        """Complete the shard in progress (if any): close it and rename it to its final name."""
         if self._tar is None:
             return
         self._tar.close()
         os.replace(self._tmp, self._final)
         self.written.append(self._final)
         self._tar = None
+        self.count = 0
         self.index += 1
 
     def close(self) -> None:
-        self._finish()
+        self.end_shard()
 
     def abort(self) -> None:
         """Drop the shard in progress (its temporary file) without publishing it."""
@@ -108,6 +122,7 @@ class ShardWriter:
             self._tar.close()
             self._tmp.unlink(missing_ok=True)
             self._tar = None
+            self.count = 0
 
     def __enter__(self) -> "ShardWriter":
         return self

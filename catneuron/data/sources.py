@@ -5,20 +5,24 @@ A source is one of
   - a shard file (.tar, .tar.gz, .tgz), a glob of shard files, or a folder holding shards;
   - a folder of image files (searched recursively).
 The data root is the `data.root` setting, else $CATNEURON_DATA, else ../shared/datasets when it
-exists (next to the working directory or next to this checkout).
+exists (next to the working directory or next to this checkout), else the folder that
+`catneuron data download` fills by default (~/.cache/catneuron/datasets) when it exists.
 """
 from __future__ import annotations
 
 import glob
 import os
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 from catneuron.data.images import IMAGE_SUFFIXES
-from catneuron.data.shards import SHARD_SUFFIXES, is_shard
+from catneuron.data.shards import SHARD_SUFFIXES, Record, is_shard, iter_shard
 from catneuron.errors import DataError
 
 ENV_ROOT = "CATNEURON_DATA"
+DEFAULT_CORPUS = "corpora/default"     # where `catneuron data compose` writes the default corpus
 
 
 def data_root(setting: str | None = None) -> Path | None:
@@ -27,10 +31,14 @@ def data_root(setting: str | None = None) -> Path | None:
     if os.environ.get(ENV_ROOT):
         return Path(os.environ[ENV_ROOT]).expanduser()
     for candidate in (Path.cwd().parent / "shared" / "datasets",
-                      Path(__file__).resolve().parents[3] / "shared" / "datasets"):
+                      Path(__file__).resolve().parents[3] / "shared" / "datasets", default_download_root()):
         if candidate.is_dir():
             return candidate
     return None
+
+
+def default_download_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "catneuron" / "datasets"
 
 
 @dataclass
@@ -77,8 +85,10 @@ def resolve(spec: str, root: Path | None = None) -> Source:
         if named:
             return Source(spec, shards=named)
     where = f" or a named set under {root}" if root is not None else \
-        f" (no data root: set {ENV_ROOT} or data.root to use named sets like natural-64/train)"
-    raise DataError(f"data source {spec}: no such file or folder{where}")
+        f" (no data root: set {ENV_ROOT} or data.root to use named sets like natural-64/train, or fetch them " \
+        f"with `catneuron data download`)"
+    hint = "; make it with `catneuron data compose`" if spec.rstrip("/") == DEFAULT_CORPUS else ""
+    raise DataError(f"data source {spec}: no such file or folder{where}{hint}")
 
 
 def resolve_all(specs: list[str], root_setting: str | None = None) -> list[Source]:
@@ -86,3 +96,53 @@ def resolve_all(specs: list[str], root_setting: str | None = None) -> list[Sourc
         raise DataError("no training data given; expected --data with shards, an image folder or a named set")
     root = data_root(root_setting)
     return [resolve(s, root) for s in specs]
+
+
+FILES_PER_UNIT = 256
+
+
+class Unit(NamedTuple):
+    """A piece of a source read sequentially by one worker: a shard, or a chunk of image files."""
+    kind: str                 # "shard" | "files"
+    paths: tuple[Path, ...]
+    spec: str                 # the source it belongs to
+
+
+def units(sources: list[Source]) -> list[Unit]:
+    out = []
+    for src in sources:
+        out += [Unit("shard", (p,), src.spec) for p in src.shards]
+        out += [Unit("files", tuple(src.images[i:i + FILES_PER_UNIT]), src.spec)
+                for i in range(0, len(src.images), FILES_PER_UNIT)]
+    return out
+
+
+def read_unit(unit: Unit) -> Iterator[Record]:
+    """Records of one unit, in stored order; an unreadable file gives a record with no data."""
+    if unit.kind == "shard":
+        yield from iter_shard(unit.paths[0])
+        return
+    for p in unit.paths:
+        try:
+            data = p.read_bytes()
+        except OSError:
+            data = b""
+        yield Record(p.stem, {p.suffix.lower().lstrip(".") or "img": data}, str(p))
+
+
+def iter_records(sources: list[Source]) -> Iterator[tuple[Record, str]]:
+    """(record, source spec) for every record of every source."""
+    for unit in units(sources):
+        for rec in read_unit(unit):
+            yield rec, unit.spec
+
+
+def count_records(sources: list[Source]) -> int:
+    """Records in the sources, from tar headers alone (no decompression of images)."""
+    n = 0
+    for src in sources:
+        for shard in src.shards:
+            with tarfile.open(shard, "r|*") as tar:
+                n += len({m.name.split(".", 1)[0] for m in tar if m.isfile()})
+        n += len(src.images)
+    return n

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from catneuron.config import Config, validate
-from catneuron.data.images import to_tensor
+from catneuron.data.preprocess import to_tensor
 from catneuron.data.loader import ImageStream, StreamState
 from catneuron.data.sources import resolve_all
 from catneuron.errors import CatneuronError
@@ -143,7 +143,7 @@ class Trainer:
         self._record_session(sources, step)
 
         stream = ImageStream(sources, cfg.model.input_size, cfg.model.channels, t.seed, cfg.data.shuffle_buffer,
-                             stream_state)
+                             stream_state, workers=cfg.data.workers)
         writer = _tensorboard(self.run_dir) if t.tensorboard else None
         meta = _weights_metadata(cfg)
 

@@ -64,3 +64,11 @@ def test_nothing_usable_is_one_error(tmp_path):
     (folder / "broken.jpg").write_bytes(b"garbage")
     with pytest.raises(DataError, match="no usable images"):
         _take(ImageStream([resolve(str(folder))], size=8), 1)
+
+
+def test_worker_processes_give_the_same_stream(tmp_path):
+    plain = _take(_stream(tmp_path, 4), 45)
+    stream = _stream(tmp_path, 4)
+    stream.workers = 2
+    parallel = _take(stream, 45)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, parallel))

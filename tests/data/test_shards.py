@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catneuron.data.images import decode, fit_square, to_tensor
+from catneuron.data.images import decode, fit_square
+from catneuron.data.preprocess import to_tensor
 from catneuron.data.shards import ShardWriter, iter_shard
 from catneuron.data.sources import resolve, resolve_all
 from catneuron.errors import DataError

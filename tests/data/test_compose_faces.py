@@ -1,0 +1,81 @@
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from catneuron.data.compose import compose, parse_mix
+from catneuron.data.faces import FaceDetector, audit, control_corpus, record_source
+from catneuron.data.images import decode
+from catneuron.data.shards import iter_shard
+from catneuron.data.sources import resolve
+from catneuron.errors import DataError
+
+MIX = [("natural-64/train", 0.9), ("faces-200/pool", 0.1)]
+
+
+@pytest.fixture(scope="module")
+def corpus(datasets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus") / "c"
+    compose(MIX, out, size=64, seed=5, count=400, root=str(datasets), shard_size=150, progress=False)
+    return out
+
+
+def _records(folder):
+    return [r for s in sorted(folder.glob("train-*.tar.gz")) for r in iter_shard(s)]
+
+
+def test_composition_holds_its_ratios_and_manifest(corpus):
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    records = _records(corpus)
+    counts = Counter(r.meta()["source_set"] for r in records)
+    assert len(records) == manifest["count"] == 400 and len(manifest["shards"]) == 3
+    assert counts == {"natural-64/train": 360, "faces-200/pool": 40}
+    # every part of the corpus has the mix, not just the whole: 150-record shards within 10 points
+    first = Counter(r.meta()["source_set"] for r in iter_shard(corpus / "train-000000.tar.gz"))
+    assert abs(first["faces-200/pool"] / 150 - 0.1) < 0.1
+    assert [s["taken"] for s in manifest["sources"]] == [360, 40] and manifest["seed"] == 5
+    assert all(decode(r.files["jpg"], r.origin).size == (64, 64) for r in records[:50])
+    assert len({r.meta()["origin"] for r in records}) == 400          # no image taken twice
+
+
+def test_composition_is_deterministic_by_seed(corpus, datasets, tmp_path):
+    again = tmp_path / "again"
+    compose(MIX, again, size=64, seed=5, count=400, root=str(datasets), shard_size=150, progress=False)
+    other = tmp_path / "other"
+    compose(MIX, other, size=64, seed=6, count=400, root=str(datasets), shard_size=150, progress=False)
+    origins = lambda f: [r.meta()["origin"] for r in _records(f)]  # noqa: E731
+    assert origins(again) == origins(corpus) != origins(other)
+
+
+def test_compose_refuses_test_splits_and_bad_mixes(datasets, tmp_path):
+    with pytest.raises(DataError, match="held-out test split"):
+        compose([("faces-200/test", 1.0)], tmp_path / "x", root=str(datasets), progress=False)
+    with pytest.raises(DataError, match="expected SOURCE=FRACTION"):
+        parse_mix(["natural-64/train"])
+    with pytest.raises(DataError, match="has 3000 images, 6000 wanted"):
+        compose([("faces-200/pool", 0.5), ("natural-64/train", 0.5)], tmp_path / "y", count=12000,
+                root=str(datasets), progress=False)
+    assert not (tmp_path / "y").exists()
+
+
+def test_audit_finds_faces_in_face_images_and_few_in_natural_ones(corpus):
+    report = audit([resolve(str(corpus))], patches=300, patch_size=60, seed=1, progress=False)
+    faces, natural = report.by_source["faces-200/pool"], report.by_source["natural-64/train"]
+    assert faces["faces"] / faces["images"] > 0.8 and faces["patch_faces"] / faces["patches"] > 0.7
+    assert natural["faces"] / natural["images"] < 0.05 and natural["patch_faces"] / max(1, natural["patches"]) < 0.05
+    assert report.patches == 300 and report.images == 400
+    assert 0.05 < report.patch_fraction < 0.2
+
+
+def test_control_corpus_has_no_image_where_the_detector_fires(corpus, tmp_path):
+    manifest = control_corpus([resolve(str(corpus))], tmp_path / "control", recall=0.9, progress=False)
+    kept = _records(tmp_path / "control")
+    detector = FaceDetector()
+    assert len(kept) == manifest["kept"] == 400 - manifest["removed"]
+    assert not any(detector.detect(np.asarray(decode(r.files["jpg"], r.origin))) for r in kept)
+    assert manifest["removed_by_source"]["faces-200/pool"] >= 32
+    assert Counter(record_source(r, "?") for r in kept)["faces-200/pool"] <= 8
+    assert manifest["expected_missed_faces"] == pytest.approx(manifest["removed"] / 9, abs=0.1)
+    originals = {r.key: r.files["jpg"] for r in _records(corpus)}
+    assert all(originals[r.key] == r.files["jpg"] for r in kept)     # copied byte for byte
