@@ -81,9 +81,7 @@ def plan(parts: list[Part], count: int | None) -> int:
 
 
 def _fit(rec: Record, size: int) -> bytes:
-    data = rec.image()
-    if not data:
-        raise DataError(f"{rec.origin}: no image data")
+    data = rec.require_image()
     img = decode(data, rec.origin)
     if img.format == "JPEG" and img.size == (size, size) and img.mode == "RGB":
         return data

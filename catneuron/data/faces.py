@@ -24,7 +24,7 @@ from catneuron.data.images import decode, fit_square
 from catneuron.data.jobs import WorkResult, job_metadata, run_job, write_json
 from catneuron.data.parallel import ordered_map
 from catneuron.data.shards import Record
-from catneuron.data.sources import Source, Unit, read_unit, units
+from catneuron.data.sources import Source, Unit, read_unit, unit_size, units
 from catneuron.errors import DataError
 
 CASCADE = "haarcascade_frontalface_default.xml"
@@ -72,19 +72,9 @@ def record_source(rec: Record, default: str) -> str:
 
 
 def _rgb(rec: Record, size: int | None) -> np.ndarray:
-    data = rec.image()
-    if not data:
-        raise DataError(f"{rec.origin}: no image data")
+    data = rec.require_image()
     img = decode(data, rec.origin)
     return fit_square(img, size) if size else np.asarray(img.convert("RGB"))
-
-
-def _unit_sizes(unit: Unit) -> int:
-    if unit.kind == "files":
-        return len(unit.paths)
-    import tarfile
-    with tarfile.open(unit.paths[0], "r|*") as tar:
-        return len({m.name.split(".", 1)[0] for m in tar if m.isfile()})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,7 +148,7 @@ def audit(sources: list[Source], patches: int = 100_000, patch_size: int = 60, s
     (each patch's image drawn uniformly, its position uniformly inside the image)."""
     detector = detector or FaceDetector()
     parts = units(sources)
-    sizes = [_unit_sizes(u) for u in parts]
+    sizes = [unit_size(u) for u in parts]
     total = sum(sizes)
     if total == 0:
         raise DataError("audit: the corpus holds no records")
@@ -224,7 +214,7 @@ def control_corpus(sources: list[Source], out: Path, size: int | None = None, wo
     detector = detector or FaceDetector()
     parts = units(sources)
     report = run_job(out, parts, functools.partial(_control_unit, detector=detector, size=size), workers=workers,
-                     desc="control", progress=progress, total_files=sum(_unit_sizes(u) for u in parts))
+                     desc="control", progress=progress, total_files=sum(unit_size(u) for u in parts))
     by_kind: dict[str, dict[str, int]] = {"images": {}, "removed": {}}
     for name, n in report.stats.items():
         kind, source = name.split("/", 1)

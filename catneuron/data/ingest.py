@@ -76,9 +76,7 @@ class NearDuplicateIndex:
 
 
 def _prepare(rec: Record, size: int) -> tuple[str, dict[str, bytes]]:
-    data = rec.image()
-    if not data:
-        raise DataError(f"{rec.origin}: no image data")
+    data = rec.require_image()
     img = decode(data, rec.origin)
     rgb = fit_square(img, size)
     keep_bytes = img.format == "JPEG" and img.size == (size, size) and img.mode == "RGB"

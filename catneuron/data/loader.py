@@ -47,9 +47,7 @@ def _decode_indexed(item: tuple[int, Record], size: int, channels: int):
 def decode_record(rec: Record, size: int, channels: int) -> tuple[np.ndarray | None, str | None]:
     """(image, None) or (None, why it is unreadable); runs in decode workers."""
     try:
-        data = rec.image()
-        if not data:
-            raise DataError(f"{rec.origin}: no image data")
+        data = rec.require_image()
         return fit_square(decode(data, rec.origin), size, channels), None
     except DataError as err:
         return None, str(err)

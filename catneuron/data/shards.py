@@ -23,10 +23,20 @@ class Record(NamedTuple):
     key: str
     files: dict[str, bytes]   # extension (e.g. "jpg", "json") -> content
     origin: str               # "shard.tar.gz:key" or the image file path, for reports
+    error: str | None = None  # why the files could not be read (an unreadable file or shard)
 
     def meta(self) -> dict:
         raw = self.files.get("json")
         return json.loads(raw) if raw else {}
+
+    def require_image(self) -> bytes:
+        """The image bytes, or DataError naming the record and what is wrong."""
+        if self.error:
+            raise DataError(f"{self.origin}: {self.error}")
+        data = self.image()
+        if not data:
+            raise DataError(f"{self.origin}: no image data")
+        return data
 
     def image(self) -> bytes | None:
         """The record's image file (the first of jpg, png, ... present; else any non-metadata entry)."""

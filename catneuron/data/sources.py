@@ -118,16 +118,19 @@ def units(sources: list[Source]) -> list[Unit]:
 
 
 def read_unit(unit: Unit) -> Iterator[Record]:
-    """Records of one unit, in stored order; an unreadable file gives a record with no data."""
+    """Records of one unit, in stored order. An unreadable file, or the unreadable rest of a shard,
+    comes as a record with `error` set, so that every consumer reports it and carries on."""
     if unit.kind == "shard":
-        yield from iter_shard(unit.paths[0])
+        try:
+            yield from iter_shard(unit.paths[0])
+        except DataError as err:
+            yield Record(unit.paths[0].name, {}, str(unit.paths[0]), str(err).split(": ", 1)[-1])
         return
     for p in unit.paths:
         try:
-            data = p.read_bytes()
-        except OSError:
-            data = b""
-        yield Record(p.stem, {p.suffix.lower().lstrip(".") or "img": data}, str(p))
+            yield Record(p.stem, {p.suffix.lower().lstrip(".") or "img": p.read_bytes()}, str(p))
+        except OSError as err:
+            yield Record(p.stem, {}, str(p), f"unreadable ({err.strerror})")
 
 
 def iter_records(sources: list[Source]) -> Iterator[tuple[Record, str]]:
@@ -137,12 +140,20 @@ def iter_records(sources: list[Source]) -> Iterator[tuple[Record, str]]:
             yield rec, unit.spec
 
 
+def unit_size(unit: Unit) -> int:
+    """Records in a unit, from tar headers alone (no decompression of the images)."""
+    if unit.kind == "files":
+        return len(unit.paths)
+    keys = set()
+    try:
+        with tarfile.open(unit.paths[0], "r|*") as tar:
+            for member in tar:
+                if member.isfile():
+                    keys.add(member.name.split(".", 1)[0])
+    except (tarfile.TarError, OSError, EOFError):
+        keys.add(None)           # the unreadable rest counts as one (error) record, as read_unit yields
+    return len(keys)
+
+
 def count_records(sources: list[Source]) -> int:
-    """Records in the sources, from tar headers alone (no decompression of images)."""
-    n = 0
-    for src in sources:
-        for shard in src.shards:
-            with tarfile.open(shard, "r|*") as tar:
-                n += len({m.name.split(".", 1)[0] for m in tar if m.isfile()})
-        n += len(src.images)
-    return n
+    return sum(unit_size(u) for u in units(sources))

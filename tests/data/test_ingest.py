@@ -98,3 +98,13 @@ def test_interrupted_job_leaves_only_whole_shards_and_resumes(tmp_path):
     assert resumed.sessions == 2 and resumed.written == 40 and not list((tmp_path / "job").glob("*.tmp"))
     keys = [r.key for s in resumed.shards for r in iter_shard(tmp_path / "job" / s)]
     assert keys == [f"k{i:04d}" for i in range(40)]                # nothing lost, nothing twice
+
+
+def test_a_corrupt_shard_is_reported_and_the_job_goes_on(tmp_path):
+    from tests.data.helpers import write_shards
+    write_shards(tmp_path / "in" / "set", random_images(12), per_shard=6)
+    good = (tmp_path / "in" / "set-000001.tar.gz").read_bytes()
+    (tmp_path / "in" / "set-000001.tar.gz").write_bytes(good[: len(good) // 2])   # truncated shard
+    report = ingest([resolve(str(tmp_path / "in"))], tmp_path / "out", size=24, near=None, progress=False)
+    assert report.written >= 6
+    assert any(k.endswith("set-000001.tar.gz") and "unreadable" in v for k, v in report.skipped.items())
