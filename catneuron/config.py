@@ -83,11 +83,27 @@ class TrainConfig:
 
 
 @dataclass
+class ProbeConfig:
+    tasks: list[str] = field(default_factory=lambda: ["faces", "cat faces", "bodies"])
+    modes: list[str] = field(default_factory=lambda: ["whole", "field"])   # how test images meet the input
+    placements: int = 1          # field mode: placements per axis (1: centred on the top units' field)
+    linear_filters: int = 100_000   # training-corpus patches tried as linear filters (the paper: 100,000)
+    kmeans_centroids: int = 1000    # K-means baseline (the paper: 30,000 on its 10 M images)
+    kmeans_size: int = 16           # images downsampled to this side for K-means
+    kmeans_images: int = 20_000     # training images K-means is fitted on
+    random_weights: bool = True     # score the same architecture at its initialization
+    batch_size: int = 100
+    max_positives: int = 0          # cap positives per test set (0: all the sources hold)
+    seed: int = 0
+
+
+@dataclass
 class Config:
     preset: str = "paper"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -332,6 +348,16 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"train.threads must be >= 0, got {t.threads}")
     if cfg.data.workers < 0:
         raise ConfigError(f"data.workers must be >= 0, got {cfg.data.workers}")
+    p = cfg.probe
+    for mode in p.modes:
+        if mode not in ("whole", "field"):
+            raise ConfigError(f"probe.modes: {mode!r}; expected whole and/or field")
+    for key in ("placements", "batch_size", "kmeans_size"):
+        if getattr(p, key) < 1:
+            raise ConfigError(f"probe.{key} must be >= 1, got {getattr(p, key)}")
+    for key in ("linear_filters", "kmeans_centroids", "kmeans_images", "max_positives"):
+        if getattr(p, key) < 0:
+            raise ConfigError(f"probe.{key} must be >= 0, got {getattr(p, key)}")
     if not (t.device in ("cpu", "cuda", "auto") or t.device.startswith("cuda:")):
         raise ConfigError(f"train.device = {t.device!r}; expected cpu, cuda, cuda:N or auto")
     return cfg

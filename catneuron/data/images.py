@@ -45,3 +45,24 @@ def encode_jpeg(arr: np.ndarray, quality: int = 95) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr[:, :, 0] if arr.shape[-1] == 1 else arr).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def fit_inside(img: Image.Image | np.ndarray, size: int, channels: int = 3) -> np.ndarray:
+    """Resize to fit inside size x size keeping the aspect ratio; the rest is the image's mean colour.
+
+    For test images: unlike `fit_square`, nothing is cropped (a pedestrian keeps head and feet), and
+    the fill adds no edges or contrast of its own.
+    """
+    if isinstance(img, np.ndarray):
+        img = Image.fromarray(img)
+    img = img.convert("L" if channels == 1 else "RGB")
+    w, h = img.size
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = np.asarray(img.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0), dtype=np.uint8)
+    small = small[:, :, None] if channels == 1 else small
+    out = np.empty((size, size, channels), np.uint8)
+    out[:] = small.reshape(-1, channels).mean(0).round().astype(np.uint8)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top:top + nh, left:left + nw] = small
+    return out

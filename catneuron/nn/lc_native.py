@@ -1,10 +1,6 @@
-"""The native CPU kernel for locally connected layers (kernels/lc_cpu.cpp), built on first use.
+"""The native CPU kernel for locally connected layers (catneuron/kernels/lc_cpu.cpp).
 
-The C++ source has no dependency on torch headers, so it compiles in about a second with the
-system C++ compiler and is loaded with ctypes. The library is cached per source, compiler
-flags and CPU (it is built with -march=native, so a cache shared between different machines
-must not mix them). When no compiler is available or the build fails, callers fall back to the
-PyTorch kernels with one warning.
+Built on first use (see catneuron.native); when it cannot be, callers use the PyTorch kernels.
 
 Shapes are those of lc_torch: x (N, C, H, W), y (N, M, Ho, Wo), weight (Ho, Wo, M, r, r, C),
 float32, CPU.
@@ -13,74 +9,16 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import platform
-import subprocess
-import tempfile
-import warnings
-from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("kernels") / "lc_cpu.cpp"
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("CATNEURON_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "catneuron")
-    return Path(root) / "kernels"
-
-
-def _cpu_signature() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        flags = ""
-    return f"{platform.machine()}|{platform.processor()}|{flags}"
-
-
-def _compile_command(output: Path) -> list[str]:
-    machine = platform.machine().lower()
-    arch = ["-march=native"] if machine in ("x86_64", "amd64", "i686") else (
-        ["-mcpu=native"] if machine in ("aarch64", "arm64") else [])
-    cxx = os.environ.get("CXX", "c++")
-    return [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", *arch, str(SOURCE), "-o", str(output)]
-
-
-def build(directory: Path | None = None) -> Path:
-    """Compile the kernel library if it is not cached yet; returns its path. Raises on failure."""
-    directory = directory or cache_dir()
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join(_compile_command(Path("x"))).encode() + _cpu_signature().encode())
-    target = directory / f"lc_cpu-{key.hexdigest()[:16]}.so"
-    if target.exists():
-        return target
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".so.tmp")
-    os.close(fd)
-    try:
-        result = subprocess.run(_compile_command(Path(tmp)), capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"compiling {SOURCE.name} failed:\n{result.stderr.strip()}")
-        os.replace(tmp, target)  # atomic: concurrent builders each publish a complete file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
-
+from catneuron import native
 
 @functools.lru_cache(maxsize=1)
 def library() -> ctypes.CDLL | None:
-    """The loaded kernel library, or None (with one warning) when it cannot be built."""
-    if os.environ.get("CATNEURON_LC_BACKEND", "auto") == "torch":
-        return None
-    try:
-        lib = ctypes.CDLL(str(build()))
-    except (OSError, RuntimeError) as err:
-        warnings.warn(f"catneuron: native locally connected kernel unavailable, using the slower PyTorch "
-                      f"kernels ({str(err).splitlines()[0]})", RuntimeWarning, stacklevel=2)
+    """The kernel library with its signatures declared, or None when it cannot be built."""
+    lib = native.load("lc_cpu")
+    if lib is None:
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.catneuron_lc_forward.argtypes = [ptr, ptr, ptr] + [i64] * 9 + [ctypes.c_int]

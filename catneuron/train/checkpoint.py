@@ -103,3 +103,25 @@ def read_metadata(path: Path) -> dict:
     if "config" in meta:
         meta["config"] = json.loads(meta["config"])
     return meta
+
+
+def load_model(path: str | Path, device="cpu"):
+    """(model, config) from a run directory (its final weights, else its newest checkpoint) or from
+    a .safetensors file written by the trainer."""
+    from catneuron import config as C
+    from catneuron.nn.autoencoder import DeepSparseAutoencoder
+    path = Path(path)
+    if path.is_dir():
+        final = path / "model.safetensors"
+        newest = latest(path / "checkpoints")
+        path = final if final.exists() else (newest / "model.safetensors" if newest else final)
+    if not path.exists():
+        raise CatneuronError(f"{path}: no trained weights (expected a run directory or a model.safetensors)")
+    try:
+        meta = read_metadata(path)
+        cfg = C.from_dict(meta["config"])
+    except (OSError, KeyError, ValueError) as err:
+        raise CatneuronError(f"{path}: not a catneuron model ({err})") from None
+    model = DeepSparseAutoencoder(cfg.model, device=device)
+    model.load_state_dict(load_file(str(path), device=str(device)))
+    return model.eval(), cfg

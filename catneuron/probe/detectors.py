@@ -1,0 +1,207 @@
+"""Candidate detectors: functions from a batch of test images to one response per candidate.
+
+    NetworkDetectors      every neuron of every sublayer (filtering, pooling, LCN of each stage)
+    LinearFilterDetectors image patches from the training corpus used as linear filters
+    CentroidDetectors     K-means centroids of downsampled training images (minus squared distance)
+
+All take uint8 (B, S, S, C) test images (letterboxed squares, see testsets.py) and return float
+(B, candidates); `describe(index)` names a candidate.
+
+How the network sees a test image (`mode`):
+  whole  the image resized to the whole input;
+  field  the image resized to the receptive field of the top sublayer's units (the paper resized
+         its test images "to fit the visible areas of the top neurons") and placed exactly on the
+         field of top units at `placements` x `placements` positions spread over the input (1: the
+         centre), the rest of the input the image's mean colour. Every neuron is scored at every
+         placement; the top units at the placement's location are the ones whose field it is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from catneuron.config import ModelConfig, geometry
+from catneuron.data.preprocess import standardize
+from catneuron.nn.accounting import receptive_fields
+
+
+def _as_float(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+
+
+@dataclass
+class Group:
+    name: str          # "stage2/pool"
+    stage: int         # 1-based
+    sublayer: str      # filter | pool | lcn
+    maps: int
+    height: int
+    width: int
+    field: int         # receptive field side in input pixels
+    stride: int        # input pixels between neighbouring units
+
+    @property
+    def size(self) -> int:
+        return self.maps * self.height * self.width
+
+
+def network_groups(cfg: ModelConfig) -> list[Group]:
+    groups, jump = [], 1
+    for k, (g, st, rf) in enumerate(zip(geometry(cfg), cfg.stages, receptive_fields(cfg))):
+        jump_filter = jump * st.stride
+        jump_pool = jump_filter * st.pool_stride
+        groups.append(Group(f"stage{k + 1}/filter", k + 1, "filter", g.maps, g.filter_size, g.filter_size,
+                            rf["filter"], jump_filter))
+        groups.append(Group(f"stage{k + 1}/pool", k + 1, "pool", g.maps, g.pool_size, g.pool_size, rf["pool"],
+                            jump_pool))
+        if cfg.lcn:
+            groups.append(Group(f"stage{k + 1}/lcn", k + 1, "lcn", g.maps, g.pool_size, g.pool_size, rf["lcn"],
+                                jump_pool))
+        jump = jump_pool
+    return groups
+
+
+def _grid(span: int, n: int) -> list[int]:
+    return [0] if n <= 1 or span <= 0 else sorted({round(span * i / (n - 1)) for i in range(n)})
+
+
+class NetworkDetectors:
+    def __init__(self, model: torch.nn.Module, cfg: ModelConfig, mode: str = "whole", placements: int = 1,
+                 preprocess: str = "standardize", device=None):
+        self.model, self.cfg, self.mode, self.preprocess = model.eval(), cfg, mode, preprocess
+        self.device = device or next(model.parameters()).device
+        self.groups = network_groups(cfg)
+        self.units = sum(g.size for g in self.groups)
+        S = cfg.input_size
+        top = self.groups[-1]
+        self.field = min(S, top.field)
+        if mode == "whole":
+            self.positions = [(0, 0)]
+        else:
+            # Top-unit fields start at multiples of the top stride; spread the placements over them.
+            steps = (S - self.field) // max(1, top.stride)
+            offsets = [top.stride * k for k in _grid(steps, placements)]
+            centre = [top.stride * (steps // 2)]
+            axis = centre if placements <= 1 else offsets
+            self.positions = [(y, x) for y in axis for x in axis]
+        self.candidates = self.units * len(self.positions)
+
+    def canvases(self, images: np.ndarray) -> torch.Tensor:
+        """(B, S, S, C) uint8 -> (B * placements, C, S, S) network input."""
+        x = _as_float(images)
+        S = self.cfg.input_size
+        if self.mode == "whole":
+            return standardize(resize(x, S), self.preprocess)
+        small = resize(x, self.field)
+        fill = x.mean(dim=(2, 3), keepdim=True)
+        out = []
+        for y, x0 in self.positions:
+            canvas = fill.expand(-1, -1, S, S).clone()
+            canvas[:, :, y:y + self.field, x0:x0 + self.field] = small
+            out.append(canvas)
+        return standardize(torch.stack(out, 1).flatten(0, 1), self.preprocess)
+
+    @torch.no_grad()
+    def responses(self, x: torch.Tensor) -> torch.Tensor:
+        """Network input (N, C, S, S) -> every neuron's response (N, units)."""
+        parts = []
+        for out in self.model(x.to(self.device)):
+            parts += [out.filtered.flatten(1), out.pooled.flatten(1)]
+            if self.cfg.lcn:
+                parts.append(out.normalized.flatten(1))
+        return torch.cat(parts, 1)
+
+    def __call__(self, images: np.ndarray) -> torch.Tensor:
+        acts = self.responses(self.canvases(images))
+        B, P = len(images), len(self.positions)
+        return acts.view(B, P * self.units)                    # candidate = placement * units + unit
+
+    def describe(self, index: int) -> dict:
+        placement, unit = divmod(int(index), self.units)
+        for g in self.groups:
+            if unit < g.size:
+                m, rest = divmod(unit, g.height * g.width)
+                i, j = divmod(rest, g.width)
+                y, x = self.positions[placement]
+                return {"detector": f"{g.name} map {m} at ({i},{j})" +
+                                    (f", image at ({y},{x})" if self.mode == "field" else ""),
+                        "group": g.name, "stage": g.stage, "sublayer": g.sublayer, "map": m, "i": i, "j": j,
+                        "field": g.field, "placement": [y, x], "unit": unit}
+            unit -= g.size
+        raise IndexError(index)
+
+    def group_ranges(self) -> dict[str, list[tuple[int, int]]]:
+        """Candidate index ranges of each group (one per placement)."""
+        ranges, start = {}, 0
+        for g in self.groups:
+            ranges[g.name] = [(p * self.units + start, p * self.units + start + g.size)
+                              for p in range(len(self.positions))]
+            start += g.size
+        return ranges
+
+
+class LinearFilterDetectors:
+    """Patches of training images as linear filters on the test image resized to `size` (the top
+    units' field). Filters and images are standardized; response = their dot product."""
+
+    def __init__(self, patches: torch.Tensor, size: int, preprocess: str = "standardize"):
+        self.filters = patches.flatten(1)                  # (K, C*size*size)
+        self.size, self.preprocess = size, preprocess
+        self.candidates = len(self.filters)
+
+    @classmethod
+    def sample(cls, stream_images, count: int, size: int, seed: int = 0, preprocess: str = "standardize"):
+        """`count` random size x size patches (random image, random position) from an iterator of
+        uint8 (S, S, C) training images."""
+        rng = np.random.default_rng(seed)
+        patches = []
+        for img in stream_images:
+            S = img.shape[0]
+            y, x = rng.integers(0, S - size + 1, size=2) if S > size else (0, 0)
+            patches.append(img[y:y + size, x:x + size])
+            if len(patches) == count:
+                break
+        p = standardize(_as_float(np.stack(patches)), preprocess)
+        return cls(p / p.flatten(1).norm(dim=1).clamp_min(1e-8)[:, None, None, None], size, preprocess)
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray) -> torch.Tensor:
+        x = standardize(resize(_as_float(images), self.size), self.preprocess).flatten(1)
+        return x @ self.filters.T
+
+    def describe(self, index: int) -> dict:
+        return {"detector": f"linear filter {index}", "group": "linear filter", "unit": int(index)}
+
+
+class CentroidDetectors:
+    """K-means centroids of training images downsampled to `size` x `size`; response = minus the
+    squared distance of the (equally downsampled, standardized) test image to the centroid."""
+
+    def __init__(self, centroids: torch.Tensor, size: int, preprocess: str = "standardize"):
+        self.centroids, self.size, self.preprocess = centroids, size, preprocess
+        self.sq = (centroids ** 2).sum(1)
+        self.candidates = len(centroids)
+
+    @classmethod
+    def fit(cls, images: np.ndarray, k: int, size: int, seed: int = 0, preprocess: str = "standardize"):
+        from sklearn.cluster import MiniBatchKMeans
+        x = standardize(resize(_as_float(images), size), preprocess).flatten(1).numpy()
+        km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=4096, n_init=3).fit(x)
+        return cls(torch.from_numpy(km.cluster_centers_).float(), size, preprocess)
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray) -> torch.Tensor:
+        x = standardize(resize(_as_float(images), self.size), self.preprocess).flatten(1)
+        return 2 * x @ self.centroids.T - self.sq[None, :] - (x ** 2).sum(1, keepdim=True)
+
+    def describe(self, index: int) -> dict:
+        return {"detector": f"centroid {index}", "group": "k-means", "unit": int(index)}

@@ -1,0 +1,210 @@
+"""`catneuron probe RUN`: the paper's selectivity analysis of a trained network and its baselines.
+
+For each test set (faces, cat faces, bodies, or --positives/--negatives) and each detector set —
+the trained network (per mode), the same architecture at its initialization, linear filters
+(training-corpus patches), K-means centroids, and other trained runs to compare (e.g. without LCN,
+on the face-free control corpus) — it reports:
+
+  paper      the best candidate over the whole test set and its accuracy at the best of 20
+             thresholds ("response above threshold = positive"), as the paper selected and reported;
+  held-out   the candidate and threshold selected on the validation half, and its accuracy (and AUC)
+             on the other half, whose labels were not used to choose anything (the threshold grid
+             spans the responses over both halves; that uses no label);
+  AUC        of the paper's candidate and the best AUC of any candidate;
+and the same per sublayer (stage/filter, stage/pool, stage/lcn) for networks.
+
+Stages are cached in RUN/probe/stages/*.json (and the selected candidates' responses in *.npz), so
+an interrupted probe resumes and adding a comparison run only scores what is new.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from catneuron.config import Config
+from catneuron.data.jobs import write_json
+from catneuron.data.loader import ImageStream
+from catneuron.data.sources import resolve_all
+from catneuron.nn.autoencoder import DeepSparseAutoencoder
+from catneuron.probe import testsets
+from catneuron.probe.detectors import CentroidDetectors, LinearFilterDetectors, NetworkDetectors
+from catneuron.probe.selectivity import StreamingScorer, accuracy_at, exact_auc
+from catneuron.provenance import code_version
+from catneuron.train.checkpoint import load_model
+
+log = logging.getLogger(__name__)
+
+
+def _batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def score(det, ts: testsets.TestSet, batch_size: int = 100, progress: bool = True, desc: str = "") -> tuple[dict, dict]:
+    """Score every candidate of `det` on `ts`; returns (results, responses of the selected candidates)."""
+    n, labels = len(ts.labels), torch.from_numpy(ts.labels)
+    # Class ids: validation negative/positive = 0/1, held-out negative/positive = 2/3.
+    ids = torch.from_numpy(ts.labels.astype(np.int64) + 2 * (~ts.val))
+    scorer = StreamingScorer(det.candidates, classes=4)
+    bar = tqdm(total=2 * n, unit="img", desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
+    for stage in ("range", "histogram"):
+        for sl in _batches(n, batch_size):
+            acts = det(ts.images[sl])
+            if stage == "range":
+                scorer.observe_range(acts)
+            else:
+                scorer.observe(acts, ids[sl])
+            bar.update(sl.stop - sl.start)
+    bar.close()
+    fs, vs = scorer.scores((1, 3), (0, 2)), scorer.scores((1,), (0,))
+
+    ranges = det.group_ranges() if hasattr(det, "group_ranges") else {det.describe(0)["group"]: [(0, det.candidates)]}
+    picks = {"paper": int(fs.accuracy.argmax()), "auc": int(fs.auc.argmax()), "heldout": int(vs.accuracy.argmax())}
+    for name, spans in ranges.items():
+        idx = torch.cat([torch.arange(a, b) for a, b in spans])
+        picks[f"{name}|paper"] = int(idx[fs.accuracy[idx].argmax()])
+        picks[f"{name}|heldout"] = int(idx[vs.accuracy[idx].argmax()])
+    chosen = sorted(set(picks.values()))
+    responses = np.concatenate([det(ts.images[sl])[:, chosen].numpy() for sl in _batches(n, batch_size)])
+    column = {c: responses[:, k] for k, c in enumerate(chosen)}
+
+    test = ~ts.val
+
+    def paper(c):
+        return {**det.describe(c), "accuracy": float(fs.accuracy[c]), "accuracy_either": float(fs.accuracy_either[c]),
+                "auc": exact_auc(torch.from_numpy(column[c]), labels) if c in column else float(fs.auc[c]),
+                "threshold": float(fs.threshold[c])}
+
+    def heldout(c):
+        r = torch.from_numpy(column[c][test])
+        y = labels[torch.from_numpy(test)]
+        return {**det.describe(c), "val_accuracy": float(vs.accuracy[c]), "threshold": float(vs.threshold[c]),
+                "accuracy": accuracy_at(r, y, float(vs.threshold[c])), "auc": exact_auc(r, y)}
+
+    results = {
+        "candidates": det.candidates, "positives": fs.positives, "negatives": fs.negatives,
+        "all_negative": fs.all_negative, "test_all_negative": float(1 - ts.labels[test].mean()),
+        "paper": paper(picks["paper"]), "best_auc": paper(picks["auc"]), "heldout": heldout(picks["heldout"]),
+        "groups": {name: {"paper": paper(picks[f"{name}|paper"]), "heldout": heldout(picks[f"{name}|heldout"])}
+                   for name in ranges},
+    }
+    return results, {str(c): column[c] for c in chosen}
+
+
+@dataclass
+class Detectors:
+    key: str           # file-name-safe identifier
+    label: str         # row label in the report
+    make: callable     # () -> detector
+    kind: str          # network | baseline
+
+
+def _training_images(cfg: Config, count: int, seed: int):
+    stream = ImageStream(resolve_all(cfg.data.train, cfg.data.root), cfg.model.input_size, cfg.model.channels,
+                         seed=seed, shuffle_buffer=cfg.data.shuffle_buffer)
+    for img, _ in stream.images():
+        if count <= 0:
+            return
+        count -= 1
+        yield img
+
+
+def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], device) -> list[Detectors]:
+    p = cfg.probe
+    sets = []
+    for mode in p.modes:
+        sets.append(Detectors(f"trained-{mode}", f"trained network ({mode})",
+                              lambda mode=mode: NetworkDetectors(model, cfg.model, mode, p.placements,
+                                                                 cfg.data.preprocess, device), "network"))
+    if p.random_weights:
+        def random_net(mode):
+            torch.manual_seed(cfg.train.seed)       # the initialization training started from
+            net = DeepSparseAutoencoder(cfg.model, device=device)
+            return NetworkDetectors(net, cfg.model, mode, p.placements, cfg.data.preprocess, device)
+        for mode in p.modes:
+            sets.append(Detectors(f"random-{mode}", f"same architecture, random weights ({mode})",
+                                  lambda mode=mode: random_net(mode), "network"))
+    top_field = NetworkDetectors(model, cfg.model, "field", 1, cfg.data.preprocess, device).field
+    if p.linear_filters:
+        sets.append(Detectors("linear", f"best linear filter ({p.linear_filters:,} training patches, "
+                                        f"{top_field}x{top_field})",
+                              lambda: LinearFilterDetectors.sample(_training_images(cfg, p.linear_filters, p.seed + 1),
+                                                                   p.linear_filters, top_field, p.seed,
+                                                                   cfg.data.preprocess), "baseline"))
+    if p.kmeans_centroids:
+        def kmeans():
+            images = np.stack(list(_training_images(cfg, p.kmeans_images, p.seed + 2)))
+            return CentroidDetectors.fit(images, p.kmeans_centroids, p.kmeans_size, p.seed, cfg.data.preprocess)
+        sets.append(Detectors("kmeans", f"K-means ({p.kmeans_centroids:,} centroids, "
+                                        f"{p.kmeans_size}x{p.kmeans_size} images)", kmeans, "baseline"))
+    for name, other in compare.items():
+        other_model, other_cfg = load_model(other, device)
+        for mode in p.modes:
+            sets.append(Detectors(f"compare-{name}-{mode}", f"{name} ({mode})",
+                                  lambda m=other_model, c=other_cfg, mode=mode: NetworkDetectors(
+                                      m, c.model, mode, p.placements, c.data.preprocess, device), "network"))
+    return sets
+
+
+def tasks_of(cfg: Config, positives: list[str] | None, negatives: list[str] | None) -> list[testsets.Task]:
+    if positives or negatives:
+        if not (positives and negatives):
+            from catneuron.errors import ConfigError
+            raise ConfigError("--positives and --negatives go together")
+        return [testsets.Task("custom", tuple(positives), tuple(negatives))]
+    known = {t.name: t for t in testsets.DEFAULT_TASKS}
+    unknown = [t for t in cfg.probe.tasks if t not in known]
+    if unknown:
+        from catneuron.errors import ConfigError
+        raise ConfigError(f"probe.tasks: unknown test set {unknown[0]!r}; expected {', '.join(known)}")
+    return [known[t] for t in cfg.probe.tasks]
+
+
+def _safe(name: str) -> str:
+    return name.replace(" ", "_").replace("/", "_")
+
+
+def probe(run: str | Path, cfg: Config | None = None, compare: dict[str, str] | None = None,
+          positives: list[str] | None = None, negatives: list[str] | None = None, device="cpu",
+          progress: bool = True, force: bool = False) -> dict:
+    """Score the run and its baselines on every test set; writes RUN/probe/results.json."""
+    run = Path(run)
+    model, run_cfg = load_model(run, device)
+    cfg = cfg or run_cfg
+    cfg.model, cfg.train = run_cfg.model, run_cfg.train        # the network is the run's, whatever the flags
+    stages = run / "probe" / "stages"
+    stages.mkdir(parents=True, exist_ok=True)
+    compare_paths = {k: Path(v) for k, v in (compare or {}).items()}
+    sets = detector_sets(run, model, cfg, compare_paths, device)
+    results = {"run": str(run), "code_version": code_version(), "config": cfg.to_dict(),
+               "compare": {k: str(v) for k, v in compare_paths.items()}, "tasks": {}}
+    for task in tasks_of(cfg, positives, negatives):
+        ts = testsets.build(task, cfg.model.input_size, cfg.model.channels, cfg.data.root, cfg.probe.seed,
+                            max_positives=cfg.probe.max_positives or None)
+        log.info("%s", ts.describe())
+        entry = {"set": {**ts.meta, "positives": int(ts.labels.sum()), "negatives": int((~ts.labels).sum()),
+                         "all_negative": ts.all_negative, "validation": int(ts.val.sum())}, "detectors": {}}
+        for d in sets:
+            path = stages / f"{_safe(task.name)}__{d.key}.json"
+            if path.exists() and not force:
+                entry["detectors"][d.key] = json.loads(path.read_text())
+                continue
+            start = time.perf_counter()
+            res, responses = score(d.make(), ts, cfg.probe.batch_size, progress, f"{task.name}: {d.label}")
+            res.update({"label": d.label, "kind": d.kind, "seconds": round(time.perf_counter() - start, 1)})
+            np.savez(path.with_suffix(".npz"), **responses)
+            write_json(path, res)
+            entry["detectors"][d.key] = res
+            log.info("%s, %s: best %.1f %% (held-out %.1f %%, AUC %.3f) in %.0f s", task.name, d.label,
+                     100 * res["paper"]["accuracy"], 100 * res["heldout"]["accuracy"], res["paper"]["auc"],
+                     res["seconds"])
+        results["tasks"][task.name] = entry
+    write_json(run / "probe" / "results.json", results)
+    return results
