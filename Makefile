@@ -1,11 +1,11 @@
-# Two commands on a fresh machine: `make train` (the main job) and `make test`.
+# Two commands on a fresh machine: `make demo` (the main job) and `make test`.
 # Both create .venv and install the pinned dependencies first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: install train test bench clean
+.PHONY: install demo train test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/catneuron demo
 
 train: install
 	test -f corpora/default/manifest.json || $(BIN)/catneuron data compose --out corpora/default

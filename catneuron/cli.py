@@ -69,6 +69,61 @@ def cmd_bench(args) -> None:
     run_benchmark(cfg, quick=args.quick, repeats=args.repeats, out=args.out)
 
 
+def _run_config(args) -> C.Config:
+    """The run's own settings (as trained), then this command line's --config and --set."""
+    path = Path(args.run) / "config.json"
+    if not path.exists():
+        raise CatneuronError(f"{args.run}: not a run directory (no config.json)")
+    return build_config(args, "small", C.from_dict(json.loads(path.read_text())))
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise CatneuronError(f"{flag} {item}: expected NAME=RUN_DIRECTORY, e.g. control=runs/control")
+        out[name] = path
+    return out
+
+
+def cmd_probe(args) -> None:
+    from catneuron.probe.report import table_rows
+    from catneuron.probe.run import probe
+    results = probe(args.run, _run_config(args), _pairs(args.compare, "--compare"), args.positives, args.negatives,
+                    device=_device(args), force=args.force)
+    for name, task in results["tasks"].items():
+        print(f"\n{name}: {task['set']['positives']:,} positives, {task['set']['negatives']:,} distractors")
+        for label, _, paper, held in table_rows(task):
+            heldout = f"   held-out {100 * held['accuracy']:5.1f} %" if held else ""
+            print(f"  {label:<62} {100 * paper['accuracy']:5.1f} %{heldout}   AUC {paper['auc']:.3f}")
+    print(f"\nresults: {Path(args.run) / 'probe' / 'results.json'}")
+
+
+def cmd_visualize(args) -> None:
+    from catneuron.probe.pictures import visualize
+    out = visualize(args.run, _run_config(args), steps=args.steps, concepts=not args.no_concepts,
+                    positives=args.positives, negatives=args.negatives, device=_device(args))
+    print(f"pictures of {len(out['tasks'])} neurons in {Path(args.run) / 'probe' / 'pictures'}")
+
+
+def cmd_report(args) -> None:
+    from catneuron.probe.report import report
+    print(f"report: {report(args.run, args.out)}")
+
+
+def cmd_demo(args) -> None:
+    from catneuron.demo import demo
+    page = demo(args.out, args.corpus, args.control, steps=args.steps, base=build_config(args, "small"),
+                workers=args.workers)
+    print(f"report: {page}")
+
+
+def _device(args) -> str:
+    from catneuron.train.trainer import resolve_device
+    return str(resolve_device(build_config(args, "small").train.device))
+
+
 def _data_root(args):
     from catneuron.data.sources import data_root
     return data_root(build_config(args, "small").data.root)
@@ -263,6 +318,44 @@ def parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     _data_parsers(sub)
+
+    probe = sub.add_parser("probe", help="score every neuron of a trained run as a face/cat/body detector, "
+                                         "against the paper's baselines")
+    _config_args(probe, "small")
+    probe.add_argument("run", help="run directory (from catneuron train)")
+    probe.add_argument("--compare", action="append", default=[], metavar="NAME=RUN",
+                       help="another trained run to score alike, e.g. control=runs/control or nolcn=runs/nolcn")
+    probe.add_argument("--positives", nargs="+", help="positive images (shards, folders, named sets) instead of "
+                                                      "the default test sets")
+    probe.add_argument("--negatives", nargs="+", help="distractors to go with --positives")
+    probe.add_argument("--force", action="store_true", help="score again what the probe has cached")
+    probe.set_defaults(func=cmd_probe)
+
+    vis = sub.add_parser("visualize", help="histograms, top stimuli, optimal stimuli, invariance curves and the "
+                                           "concept scan of the best neurons")
+    _config_args(vis, "small")
+    vis.add_argument("run")
+    vis.add_argument("--steps", type=int, default=200, help="gradient steps for the optimal stimulus")
+    vis.add_argument("--no-concepts", action="store_true", help="skip the concept scan")
+    vis.add_argument("--positives", nargs="+")
+    vis.add_argument("--negatives", nargs="+")
+    vis.set_defaults(func=cmd_visualize)
+
+    rep = sub.add_parser("report", help="one self-contained HTML page of the probe's results")
+    rep.add_argument("run")
+    rep.add_argument("--out", help="output file (default RUN/report.html)")
+    rep.set_defaults(func=cmd_report)
+
+    from catneuron.demo import DEMO_STEPS
+    dem = sub.add_parser("demo", help="compose the default corpus, train small (and its two controls), probe, "
+                                      "report: the laptop reproduction end to end")
+    _config_args(dem, "small")
+    dem.add_argument("--out", default="runs/demo")
+    dem.add_argument("--corpus", default="corpora/default")
+    dem.add_argument("--control", default="corpora/control")
+    dem.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps per network (default {DEMO_STEPS})")
+    dem.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    dem.set_defaults(func=cmd_demo)
     return p
 
 

@@ -56,6 +56,10 @@ class ModelConfig:
     # True: the exact gradient of the summed objective, which also reaches the stages below.
     cross_stage_grad: bool = False
     backend: str = "auto"        # locally connected kernels: auto | native | torch
+    # sparse: the paper's stages (filtering -> L2 pooling -> LCN). sigmoid: Table 1's "deep
+    # autoencoder" baseline of the same connectivity: filtering + bias -> sigmoid, no pooling or
+    # LCN, the sparsity term on the sigmoid outputs.
+    kind: str = "sparse"
 
 
 @dataclass
@@ -285,7 +289,7 @@ class StageGeometry:
     in_channels: int
     in_size: int        # input side, pixels
     filter_size: int    # filtering sublayer output side
-    pool_size: int      # pooling / LCN output side
+    pool_size: int      # pooling / LCN output side (= filter_size for sigmoid stages)
     maps: int
 
     @property
@@ -305,6 +309,10 @@ def geometry(model: ModelConfig) -> list[StageGeometry]:
             raise ConfigError(f"{where}.receptive_field = {st.receptive_field} is larger than the stage's "
                               f"{size}x{size} input")
         filt = (size - st.receptive_field) // st.stride + 1
+        if model.kind == "sigmoid":
+            out.append(StageGeometry(channels, size, filt, filt, st.maps))
+            channels, size = st.maps, filt
+            continue
         if st.pool_size > filt:
             raise ConfigError(f"{where}.pool_size = {st.pool_size} is larger than the {filt}x{filt} filtering output")
         if st.lcn_size % 2 == 0:
@@ -318,6 +326,7 @@ def geometry(model: ModelConfig) -> list[StageGeometry]:
 CHOICES = {
     "model.norm_constraint": ("decoder", "encoder", "both", "none"),
     "model.backend": ("auto", "native", "torch"),
+    "model.kind": ("sparse", "sigmoid"),
     "data.preprocess": ("standardize", "none"),
     "train.optimizer": ("adagrad", "sgd"),
 }

@@ -90,6 +90,9 @@ def receptive_fields(cfg: ModelConfig) -> list[dict[str, int]]:
         field += (st.receptive_field - 1) * jump
         jump *= st.stride
         filt = field
+        if cfg.kind == "sigmoid":           # no pooling, no LCN
+            out.append({"filter": filt, "pool": filt, "lcn": filt})
+            continue
         field += (st.pool_size - 1) * jump
         jump *= st.pool_stride
         pool = field

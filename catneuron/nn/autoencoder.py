@@ -28,7 +28,7 @@ class DeepSparseAutoencoder(nn.Module):
         self.stages = nn.ModuleList(
             Stage(g.in_channels, g.in_size, st.maps, st.receptive_field, st.stride, st.pool_size, st.pool_stride,
                   st.lcn_size, lcn=cfg.lcn, tied_weights=cfg.tied_weights, eps=cfg.eps, lcn_c=cfg.lcn_c,
-                  backend=cfg.backend, device=device, dtype=dtype)
+                  backend=cfg.backend, kind=cfg.kind, device=device, dtype=dtype)
             for g, st in zip(geometry(cfg), cfg.stages))
         self.project_()
 
@@ -48,7 +48,7 @@ class DeepSparseAutoencoder(nn.Module):
             if not self.cfg.cross_stage_grad:
                 x = x.detach()
             out = stage(x)
-            losses.append(stage_loss(x, out.pooled, stage.reconstruct(out.filtered)))
+            losses.append(stage_loss(x, out.pooled, stage.reconstruct(out)))
             x = out.normalized
         total = sum(loss.total(self.cfg.sparsity) for loss in losses)
         return Objective(total, losses)

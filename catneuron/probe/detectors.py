@@ -55,12 +55,19 @@ class Group:
 
 
 def network_groups(cfg: ModelConfig) -> list[Group]:
+    """The sublayers whose units are candidates: filter, pool and LCN of each stage (filter and
+    sigmoid for the sigmoid-autoencoder baseline)."""
     groups, jump = [], 1
     for k, (g, st, rf) in enumerate(zip(geometry(cfg), cfg.stages, receptive_fields(cfg))):
         jump_filter = jump * st.stride
-        jump_pool = jump_filter * st.pool_stride
         groups.append(Group(f"stage{k + 1}/filter", k + 1, "filter", g.maps, g.filter_size, g.filter_size,
                             rf["filter"], jump_filter))
+        if cfg.kind == "sigmoid":
+            groups.append(Group(f"stage{k + 1}/sigmoid", k + 1, "sigmoid", g.maps, g.filter_size, g.filter_size,
+                                rf["filter"], jump_filter))
+            jump = jump_filter
+            continue
+        jump_pool = jump_filter * st.pool_stride
         groups.append(Group(f"stage{k + 1}/pool", k + 1, "pool", g.maps, g.pool_size, g.pool_size, rf["pool"],
                             jump_pool))
         if cfg.lcn:
@@ -68,6 +75,9 @@ def network_groups(cfg: ModelConfig) -> list[Group]:
                                 jump_pool))
         jump = jump_pool
     return groups
+
+
+SUBLAYER_OUTPUT = {"filter": "filtered", "pool": "pooled", "sigmoid": "pooled", "lcn": "normalized"}
 
 
 def _grid(span: int, n: int) -> list[int]:
@@ -113,12 +123,8 @@ class NetworkDetectors:
     @torch.no_grad()
     def responses(self, x: torch.Tensor) -> torch.Tensor:
         """Network input (N, C, S, S) -> every neuron's response (N, units)."""
-        parts = []
-        for out in self.model(x.to(self.device)):
-            parts += [out.filtered.flatten(1), out.pooled.flatten(1)]
-            if self.cfg.lcn:
-                parts.append(out.normalized.flatten(1))
-        return torch.cat(parts, 1)
+        outs = self.model(x.to(self.device))
+        return torch.cat([getattr(outs[g.stage - 1], SUBLAYER_OUTPUT[g.sublayer]).flatten(1) for g in self.groups], 1)
 
     def __call__(self, images: np.ndarray) -> torch.Tensor:
         acts = self.responses(self.canvases(images))
@@ -127,16 +133,17 @@ class NetworkDetectors:
 
     def describe(self, index: int) -> dict:
         placement, unit = divmod(int(index), self.units)
+        offset = unit
         for g in self.groups:
-            if unit < g.size:
-                m, rest = divmod(unit, g.height * g.width)
+            if offset < g.size:
+                m, rest = divmod(offset, g.height * g.width)
                 i, j = divmod(rest, g.width)
                 y, x = self.positions[placement]
                 return {"detector": f"{g.name} map {m} at ({i},{j})" +
                                     (f", image at ({y},{x})" if self.mode == "field" else ""),
                         "group": g.name, "stage": g.stage, "sublayer": g.sublayer, "map": m, "i": i, "j": j,
                         "field": g.field, "placement": [y, x], "unit": unit}
-            unit -= g.size
+            offset -= g.size
         raise IndexError(index)
 
     def group_ranges(self) -> dict[str, list[tuple[int, int]]]:

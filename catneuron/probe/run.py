@@ -104,6 +104,20 @@ class Detectors:
     label: str         # row label in the report
     make: callable     # () -> detector
     kind: str          # network | baseline
+    signature: dict    # everything the scores depend on besides the test set (cache key)
+
+
+def _weights_id(run: Path) -> str:
+    """Identifies a run's weights without reading them: path, size and time of the file."""
+    final = run / "model.safetensors"
+    path = final if final.exists() else max((run / "checkpoints").glob("step-*/model.safetensors"), default=final)
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+# Names `--compare` gives the paper's two training controls.
+COMPARE_LABELS = {"control": "network trained on the face-free control corpus",
+                  "nolcn": "network trained without LCN"}
 
 
 def _training_images(cfg: Config, count: int, seed: int):
@@ -118,11 +132,13 @@ def _training_images(cfg: Config, count: int, seed: int):
 
 def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], device) -> list[Detectors]:
     p = cfg.probe
+    common = {"preprocess": cfg.data.preprocess, "placements": p.placements}
     sets = []
     for mode in p.modes:
         sets.append(Detectors(f"trained-{mode}", f"trained network ({mode})",
                               lambda mode=mode: NetworkDetectors(model, cfg.model, mode, p.placements,
-                                                                 cfg.data.preprocess, device), "network"))
+                                                                 cfg.data.preprocess, device), "network",
+                              {**common, "mode": mode, "weights": _weights_id(run)}))
     if p.random_weights:
         def random_net(mode):
             torch.manual_seed(cfg.train.seed)       # the initialization training started from
@@ -130,26 +146,31 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
             return NetworkDetectors(net, cfg.model, mode, p.placements, cfg.data.preprocess, device)
         for mode in p.modes:
             sets.append(Detectors(f"random-{mode}", f"same architecture, random weights ({mode})",
-                                  lambda mode=mode: random_net(mode), "network"))
+                                  lambda mode=mode: random_net(mode), "network",
+                                  {**common, "mode": mode, "model": cfg.to_dict()["model"], "seed": cfg.train.seed}))
     top_field = NetworkDetectors(model, cfg.model, "field", 1, cfg.data.preprocess, device).field
+    corpus = {"data": cfg.data.train, "seed": p.seed, "preprocess": cfg.data.preprocess}
     if p.linear_filters:
         sets.append(Detectors("linear", f"best linear filter ({p.linear_filters:,} training patches, "
                                         f"{top_field}x{top_field})",
                               lambda: LinearFilterDetectors.sample(_training_images(cfg, p.linear_filters, p.seed + 1),
                                                                    p.linear_filters, top_field, p.seed,
-                                                                   cfg.data.preprocess), "baseline"))
+                                                                   cfg.data.preprocess), "baseline",
+                              {**corpus, "filters": p.linear_filters, "size": top_field}))
     if p.kmeans_centroids:
         def kmeans():
             images = np.stack(list(_training_images(cfg, p.kmeans_images, p.seed + 2)))
             return CentroidDetectors.fit(images, p.kmeans_centroids, p.kmeans_size, p.seed, cfg.data.preprocess)
         sets.append(Detectors("kmeans", f"K-means ({p.kmeans_centroids:,} centroids, "
-                                        f"{p.kmeans_size}x{p.kmeans_size} images)", kmeans, "baseline"))
+                                        f"{p.kmeans_size}x{p.kmeans_size} images)", kmeans, "baseline",
+                              {**corpus, "k": p.kmeans_centroids, "size": p.kmeans_size, "images": p.kmeans_images}))
     for name, other in compare.items():
         other_model, other_cfg = load_model(other, device)
         for mode in p.modes:
-            sets.append(Detectors(f"compare-{name}-{mode}", f"{name} ({mode})",
+            sets.append(Detectors(f"compare-{name}-{mode}", f"{COMPARE_LABELS.get(name, name)} ({mode})",
                                   lambda m=other_model, c=other_cfg, mode=mode: NetworkDetectors(
-                                      m, c.model, mode, p.placements, c.data.preprocess, device), "network"))
+                                      m, c.model, mode, p.placements, c.data.preprocess, device), "network",
+                                  {**common, "mode": mode, "weights": _weights_id(other)}))
     return sets
 
 
@@ -193,12 +214,16 @@ def probe(run: str | Path, cfg: Config | None = None, compare: dict[str, str] | 
                          "all_negative": ts.all_negative, "validation": int(ts.val.sum())}, "detectors": {}}
         for d in sets:
             path = stages / f"{_safe(task.name)}__{d.key}.json"
+            signature = json.loads(json.dumps({**d.signature, "test_set": ts.meta, "size": len(ts.labels)}))
             if path.exists() and not force:
-                entry["detectors"][d.key] = json.loads(path.read_text())
-                continue
+                cached = json.loads(path.read_text())
+                if cached.get("signature") == signature:
+                    entry["detectors"][d.key] = cached
+                    continue
             start = time.perf_counter()
             res, responses = score(d.make(), ts, cfg.probe.batch_size, progress, f"{task.name}: {d.label}")
-            res.update({"label": d.label, "kind": d.kind, "seconds": round(time.perf_counter() - start, 1)})
+            res.update({"label": d.label, "kind": d.kind, "seconds": round(time.perf_counter() - start, 1),
+                        "signature": signature})
             np.savez(path.with_suffix(".npz"), **responses)
             write_json(path, res)
             entry["detectors"][d.key] = res

@@ -21,7 +21,7 @@ def test_stage_objective_equals_formula():
     stage = _stage()
     x = torch.randn(5, 2, 9, 9, dtype=torch.float64)
     out = stage(x)
-    loss = stage_loss(x, out.pooled, stage.reconstruct(out.filtered))
+    loss = stage_loss(x, out.pooled, stage.reconstruct(out))
     W1, W2, lam, eps = stage.encoder.weight, stage.decoder.weight, 0.3, 0.01
     h = reference.locally_connected(x, W1, 1)                                   # W1^T x
     recon = reference.locally_connected_transpose(h, W2, 1, (9, 9))             # W2 W1^T x
@@ -119,3 +119,23 @@ def test_forward_gives_every_sublayer_with_documented_shapes():
     assert [tuple(o.filtered.shape) for o in outs] == [(2, 4, 16, 16), (2, 6, 6, 6)]
     assert [tuple(o.pooled.shape) for o in outs] == [(2, 4, 14, 14), (2, 6, 5, 5)]
     assert all(o.normalized.shape == o.pooled.shape for o in outs)
+
+
+def test_sigmoid_autoencoder_baseline():
+    """Table 1's deep autoencoder: same connectivity, sigmoid units, no pooling or LCN."""
+    model = _tiny(kind="sigmoid")
+    x = torch.randn(6, 3, 20, 20)
+    outs = model(x)
+    assert [tuple(o.filtered.shape) for o in outs] == [(6, 4, 16, 16), (6, 4, 12, 12), (6, 4, 10, 10)]
+    assert all(torch.equal(o.pooled, torch.sigmoid(o.filtered)) and o.normalized is o.pooled for o in outs)
+    opt = torch.optim.Adagrad(model.parameters(), lr=0.05)
+    first = None
+    for _ in range(30):
+        opt.zero_grad()
+        obj = model.objective(x)
+        obj.total.backward()
+        opt.step()
+        model.project_()
+        first = first or obj.total.item()
+    assert obj.total.item() < 0.8 * first
+    assert model.stages[0].hidden_bias.abs().sum() > 0       # the biases learn

@@ -1,0 +1,74 @@
+"""One face-neuron experiment: corpus -> training -> probe, appended to a results table.
+
+    python bench/face_experiments.py NAME [--mix SRC=FRAC ...] [--steps 3000] [--set KEY=VALUE ...]
+                                    [--root experiments] [--filters 20000]
+
+Runs (and prints) the catneuron commands: `data compose` (when the mix is new), `train`, and a
+faces-only `probe` of both modes with the standard baselines, then appends one JSON line to
+ROOT/results.jsonl with the settings and the numbers (best trained neuron, random weights, linear
+filter, first-layer neuron, held-out and AUC). Every step is skipped when its output exists.
+"""
+import argparse
+import hashlib
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def run(cmd: list[str]) -> None:
+    print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name")
+    ap.add_argument("--mix", action="append", default=[])
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--root", default="experiments")
+    ap.add_argument("--filters", type=int, default=20000)
+    ap.add_argument("--modes", default='["whole","field"]')
+    args = ap.parse_args()
+    root = Path(args.root)
+    cli = [sys.executable, "-m", "catneuron.cli"]
+    mix = args.mix or ["natural-64/train=0.98", "faces-200/pool=0.02"]
+    corpus = root / "corpora" / hashlib.sha1(" ".join(sorted(mix)).encode()).hexdigest()[:10]
+    if not (corpus / "manifest.json").exists():
+        run([*cli, "data", "compose", *sum((["--mix", m] for m in mix), []), "--out", str(corpus)])
+    out = root / "runs" / args.name
+    sets = sum((["--set", s] for s in args.overrides), [])
+    start = time.time()
+    if not (out / "model.safetensors").exists():
+        run([*cli, "train", "--preset", "small", "--data", str(corpus), "--out", str(out), "--steps", str(args.steps),
+             "--no-progress", *(["--resume"] if out.exists() else []), *sets])
+    trained = time.time() - start
+    run([*cli, "probe", str(out), "--set", "probe.tasks=faces", "--set", f"probe.linear_filters={args.filters}",
+         "--set", "probe.kmeans_centroids=300", "--set", "probe.kmeans_images=10000", "--set",
+         f"probe.modes={args.modes}"])
+    faces = json.loads((out / "probe" / "results.json").read_text())["tasks"]["faces"]["detectors"]
+
+    def best(prefix, group=None):
+        rows = []
+        for key, d in faces.items():
+            if key.startswith(prefix):
+                rows += [v for g, v in d["groups"].items() if g.startswith(group)] if group else [d]
+        top = max(rows, key=lambda r: r["paper"]["accuracy"])
+        held = max(rows, key=lambda r: r["heldout"]["val_accuracy"])
+        return {"accuracy": top["paper"]["accuracy"], "auc": top["paper"]["auc"], "detector": top["paper"]["detector"],
+                "heldout": held["heldout"]["accuracy"], "heldout_auc": held["heldout"]["auc"]}
+
+    row = {"name": args.name, "mix": mix, "steps": args.steps, "overrides": args.overrides,
+           "train_seconds": round(trained), "trained": best("trained-"), "random": best("random-"),
+           "linear": best("linear"), "first_layer": best("trained-", "stage1/"),
+           "by_stage": {f"stage{k}": best("trained-", f"stage{k}/")["accuracy"] for k in (1, 2, 3)}}
+    with open(root / "results.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""`catneuron visualize RUN`: the pictures of the best neurons the probe found.
+
+For each test set: the best trained neuron's response histogram (balanced), its top 48 test
+stimuli, and its optimal stimulus (plain and regularized); for faces also the invariance curves;
+and the concept scan. Writes RUN/probe/pictures/*.png and RUN/probe/pictures.json.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from catneuron.config import Config
+from catneuron.data.jobs import write_json
+from catneuron.data.sources import data_root, iter_records, resolve_all
+from catneuron.data.images import decode, fit_inside
+from catneuron.errors import CatneuronError
+from catneuron.probe import testsets
+from catneuron.probe.concepts import load_concepts, scan
+from catneuron.probe.detectors import NetworkDetectors
+from catneuron.probe.invariance import Probe, curves_pngs, head_turn_frames, orl_png, rotation_png, \
+    scale_translation_curves
+from catneuron.probe.run import _safe, tasks_of
+from catneuron.probe.visualize import grid_png, histogram_png, neuron_response, optimal_stimulus, to_image
+from catneuron.train.checkpoint import load_model
+
+log = logging.getLogger(__name__)
+
+
+def best_trained(task_results: dict) -> tuple[str, dict]:
+    """(detector key, paper result) of the trained network's best neuron over its modes."""
+    trained = {k: v for k, v in task_results["detectors"].items() if k.startswith("trained-")}
+    if not trained:
+        raise CatneuronError("the probe results hold no trained-network scores; run `catneuron probe` first")
+    key = max(trained, key=lambda k: trained[k]["paper"]["accuracy"])
+    return key, trained[key]["paper"]
+
+
+def _write(folder: Path, name: str, data: bytes) -> str:
+    path = folder / f"{name}.png"
+    path.write_bytes(data)
+    return path.name
+
+
+def _load_set(spec: str, root, size: int, limit: int | None = None) -> np.ndarray:
+    records = [r for r, _ in iter_records(resolve_all([spec], data_root(root)))][:limit]
+    return np.stack([fit_inside(decode(r.require_image(), r.origin), size) for r in records])
+
+
+def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, concepts: bool = True,
+              positives: list[str] | None = None, negatives: list[str] | None = None, device="cpu",
+              concept_images: int | None = None) -> dict:
+    """`concept_images` caps the images per concept in the scan (default: all)."""
+    run = Path(run)
+    results_path = run / "probe" / "results.json"
+    if not results_path.exists():
+        raise CatneuronError(f"{results_path}: not found; run `catneuron probe {run}` first")
+    results = json.loads(results_path.read_text())
+    model, run_cfg = load_model(run, device)
+    cfg = cfg or run_cfg
+    cfg.model = run_cfg.model
+    folder = run / "probe" / "pictures"
+    folder.mkdir(parents=True, exist_ok=True)
+    S, C, pre = cfg.model.input_size, cfg.model.channels, cfg.data.preprocess
+    out = {"tasks": {}}
+    for task in tasks_of(cfg, positives, negatives):
+        if task.name not in results["tasks"]:
+            continue
+        key, best = best_trained(results["tasks"][task.name])
+        mode = key.split("-", 1)[1]
+        det = NetworkDetectors(model, cfg.model, mode, cfg.probe.placements, pre, device)
+        candidate = best["unit"] + det.units * det.positions.index(tuple(best["placement"]))
+        ts = testsets.build(task, S, C, cfg.data.root, cfg.probe.seed,
+                            max_positives=cfg.probe.max_positives or None)
+        responses = np.load(run / "probe" / "stages" / f"{_safe(task.name)}__{key}.npz")[str(candidate)]
+        name = _safe(task.name)
+        pics = {"neuron": best, "mode": mode}
+        pics["histogram"] = _write(folder, f"{name}-histogram", histogram_png(
+            responses[ts.labels], responses[~ts.labels], f"{best['detector']}: {100 * best['accuracy']:.1f} %",
+            task.name, cfg.probe.seed, best["threshold"]))
+        order = np.argsort(-responses)[:48]
+        pics["top_stimuli"] = _write(folder, f"{name}-top48", grid_png(
+            [ts.images[i] for i in order], 8, f"top 48 test stimuli ({int(ts.labels[order].sum())} positives)"))
+        pics["top_positive_fraction"] = float(ts.labels[order].mean())
+        f = neuron_response(det, candidate)
+        stimuli = []
+        for regularize in (False, True):
+            opt = optimal_stimulus(f, (C, S, S), steps=steps, seed=cfg.probe.seed, regularize=regularize)
+            stimuli.append((to_image(opt.image), opt))
+        pics["optimal"] = _write(folder, f"{name}-optimal", grid_png(
+            [s for s, _ in stimuli], 2, "optimal stimulus: plain / regularized (jitter, blur)", scale=2.2))
+        pics["optimal_response"] = [o.response for _, o in stimuli]
+        pics["optimal_start_response"] = [o.start_response for _, o in stimuli]
+        pics["max_test_response"] = float(responses.max())
+        if task.name == "faces":
+            pics.update(_invariance(folder, det, candidate, ts, cfg, pre))
+        out["tasks"][task.name] = pics
+        log.info("pictures for %s: %s", task.name, best["detector"])
+    if concepts:
+        det = NetworkDetectors(model, cfg.model, "whole", 1, pre, device)
+        out["concepts"] = scan(det, load_concepts(S, cfg.data.root, seed=cfg.probe.seed, per_class=concept_images))
+    write_json(run / "probe" / "pictures.json", out)
+    return out
+
+
+def _invariance(folder: Path, det, candidate, ts, cfg, pre) -> dict:
+    probe = Probe(det, candidate, pre)
+    rng = np.random.default_rng(cfg.probe.seed)
+    held_out_faces = np.flatnonzero(ts.labels & ~ts.val)
+    faces = ts.images[rng.choice(held_out_faces, min(10, len(held_out_faces)), replace=False)]
+    curves = scale_translation_curves(probe, faces)
+    pngs = curves_pngs(curves)
+    pics = {"invariance": curves, "scale": _write(folder, "faces-scale", pngs["scale"]),
+            "translation": _write(folder, "faces-translation", pngs["translation"])}
+    root = data_root(cfg.data.root)
+    head_pose = root / "videos" / "head-pose" if root else None
+    if head_pose is not None and head_pose.is_dir():
+        clips = head_turn_frames(head_pose, cfg.model.input_size)
+        if clips:
+            image, data = rotation_png(probe, clips)
+            pics["rotation"], pics["rotation_data"] = _write(folder, "faces-rotation", image), data
+    try:
+        orl = _load_set("orl/all", cfg.data.root, cfg.model.input_size)
+        image, data = orl_png(probe, orl, ts.images[ts.labels][:500], ts.images[~ts.labels][:500])
+        pics["orl"], pics["orl_data"] = _write(folder, "faces-orl", image), data
+    except CatneuronError as err:
+        log.info("no ORL comparison: %s", err)
+    return pics

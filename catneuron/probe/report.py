@@ -1,0 +1,240 @@
+"""`catneuron report RUN`: one self-contained HTML page (images embedded) with the Table 1 analog,
+the pictures, the concept scan and the provenance of everything on it."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+from pathlib import Path
+
+from catneuron.errors import CatneuronError
+from catneuron.provenance import code_version
+
+# Reference accuracies (%) the paper states in its text (Table 1's other cells did not survive the
+# text extraction we have, so they are left out rather than recalled).
+PAPER = {
+    "faces": {"all negative": 64.8, "linear filter": 74.0, "first layer": 71.0, "best neuron": 81.7,
+              "without LCN": 78.5, "control corpus": 72.5},
+    "cat faces": {"all negative": 64.8, "linear filter": 67.2, "best neuron": 74.8},
+    "bodies": {"all negative": 64.8, "linear filter": 68.1, "best neuron": 76.7},
+}
+
+SECTIONS = ["summary", "table1", "sublayers", "neurons", "concepts", "provenance"]
+
+
+def _img(path: Path, alt: str) -> str:
+    if not path.exists():
+        return f"<p class=missing>({html.escape(alt)}: not drawn)</p>"
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def table_rows(task: dict) -> list[tuple[str, str, dict | None, dict | None]]:
+    """(row label, paper reference key, paper-protocol result, held-out result) in Table 1 order."""
+    dets = task["detectors"]
+    rows = [("random guess (all negative)", "all negative",
+             {"accuracy": task["set"]["all_negative"], "auc": 0.5, "detector": "—"}, None)]
+
+    def add(label, ref, keys, group_prefix=None):
+        for key in keys:
+            if key not in dets:
+                continue
+            d = dets[key]
+            if group_prefix:
+                groups = {g: v for g, v in d["groups"].items() if g.startswith(group_prefix)}
+                if not groups:
+                    continue
+                paper = max((v["paper"] for v in groups.values()), key=lambda r: r["accuracy"])
+                held = max((v["heldout"] for v in groups.values()), key=lambda r: r["val_accuracy"])
+            else:
+                paper, held = d["paper"], d["heldout"]
+            rows.append((f"{label} ({key.rsplit('-', 1)[-1]})" if key.endswith(("-whole", "-field")) else label,
+                         ref, paper, held))
+
+    add("same architecture, random weights", "random weights", ["random-whole", "random-field"])
+    add(dets.get("linear", {}).get("label", "best linear filter"), "linear filter", ["linear"])
+    add("best first-layer neuron", "first layer", ["trained-whole", "trained-field"], group_prefix="stage1/")
+    add("best neuron", "best neuron", ["trained-whole", "trained-field"])
+    for key, d in dets.items():
+        if key.startswith("compare-"):
+            name = key[len("compare-"):].rsplit("-", 1)[0]
+            ref = {"nolcn": "without LCN", "control": "control corpus"}.get(name, "")
+            rows.append((f"best neuron, {d['label']}", ref, d["paper"], d["heldout"]))
+    add(dets.get("kmeans", {}).get("label", "K-means"), "k-means", ["kmeans"])
+    return rows
+
+
+def _table1(results: dict) -> str:
+    tasks = list(results["tasks"])
+    head = "".join(f"<th colspan=3>{html.escape(t)}</th>" for t in tasks)
+    sub = "".join("<th>paper protocol</th><th>held-out</th><th>in the paper</th>" for _ in tasks)
+    labels: list[tuple[str, str]] = []
+    cells: dict[tuple[str, str], tuple] = {}
+    for t in tasks:
+        for label, ref, paper, held in table_rows(results["tasks"][t]):
+            if label not in [lab for lab, _ in labels]:
+                labels.append((label, ref))
+            cells[(label, t)] = (paper, held)
+    body = []
+    for label, ref in labels:
+        row = f"<td class=l>{html.escape(label)}</td>"
+        for t in tasks:
+            paper, held = cells.get((label, t), (None, None))
+            p = f"{_pct(paper['accuracy'])} <small>AUC {paper['auc']:.3f}</small>" if paper else "–"
+            h = f"{_pct(held['accuracy'])} <small>AUC {held['auc']:.3f}</small>" if held else "–"
+            ref_value = PAPER.get(t, {}).get(ref)
+            title = html.escape(paper.get("detector", "")) if paper else ""
+            row += f"<td title=\"{title}\">{p}</td><td>{h}</td><td class=ref>{ref_value if ref_value else ''}</td>"
+        body.append(f"<tr>{row}</tr>")
+    return (f"<table><tr><th rowspan=2>detector</th>{head}</tr><tr>{sub}</tr>{''.join(body)}</table>"
+            "<p class=note>Accuracy (%) of the best single detector at the best of 20 thresholds between its "
+            "minimum and maximum response (response ≥ threshold = positive). <b>Paper protocol</b>: selected and "
+            "reported on the whole test set, as the paper did. <b>Held-out</b>: the detector and threshold chosen "
+            "on the validation half, accuracy on the other half. AUC beside each. Hover a cell for the detector.</p>")
+
+
+def _targets(task: dict) -> str:
+    dets = task["detectors"]
+
+    def best(prefix, group=None):
+        vals = []
+        for k, d in dets.items():
+            if k.startswith(prefix):
+                if group:
+                    vals += [v["paper"]["accuracy"] for g, v in d["groups"].items() if g.startswith(group)]
+                else:
+                    vals.append(d["paper"]["accuracy"])
+        return max(vals) if vals else None
+
+    trained, random_ = best("trained-"), best("random-")
+    linear, first = best("linear"), best("trained-", "stage1/")
+    control = best("compare-control")
+    lines = []
+    for name, other, need in (("best linear filter", linear, 7), ("random weights", random_, 10),
+                              ("first-layer neuron", first, 10)):
+        if trained is not None and other is not None:
+            gap = 100 * (trained - other)
+            lines.append(f"<li>best trained neuron − {name}: <b>{gap:+.1f}</b> points (target ≥ {need}: "
+                         f"{'met' if gap >= need else 'not met'})</li>")
+    if control is not None and trained is not None:
+        drop = 100 * (trained - control)
+        lines.append(f"<li>drop after training on the face-free control corpus: <b>{drop:+.1f}</b> points "
+                     f"(target ≥ 5: {'met' if drop >= 5 else 'not met'})</li>")
+    return f"<ul>{''.join(lines)}</ul>" if lines else ""
+
+
+def _sublayers(task: dict) -> str:
+    rows = []
+    for key in ("trained-whole", "trained-field", "random-whole", "random-field"):
+        d = task["detectors"].get(key)
+        if not d:
+            continue
+        cells = "".join(f"<td>{_pct(v['paper']['accuracy'])}<br><small>{_pct(v['heldout']['accuracy'])}</small></td>"
+                        for v in d["groups"].values())
+        head = "".join(f"<th>{html.escape(g)}</th>" for g in d["groups"])
+        rows.append((head, f"<tr><td class=l>{html.escape(d['label'])}</td>{cells}</tr>"))
+    if not rows:
+        return ""
+    return (f"<table><tr><th></th>{rows[0][0]}</tr>{''.join(r for _, r in rows)}</table>"
+            "<p class=note>Best accuracy per sublayer (paper protocol; held-out below).</p>")
+
+
+def _neuron_section(name: str, pics: dict, folder: Path) -> str:
+    n = pics["neuron"]
+    parts = [f"<h3>{html.escape(name)}: {html.escape(n['detector'])} ({pics['mode']} mode)</h3>",
+             f"<p>accuracy {_pct(n['accuracy'])} % (either polarity {_pct(n['accuracy_either'])} %), AUC "
+             f"{n['auc']:.3f}; {100 * pics['top_positive_fraction']:.0f} % of its top 48 test stimuli are "
+             f"positives. Optimal stimulus response {pics['optimal_response'][0]:.3g} (from "
+             f"{pics['optimal_start_response'][0]:.3g} at a random start; the largest response to a test image, "
+             f"whose norm is larger, is {pics['max_test_response']:.3g}).</p>",
+             "<div class=row>", _img(folder / pics["histogram"], "histogram"), _img(folder / pics["optimal"], "optimal"),
+             "</div>", _img(folder / pics["top_stimuli"], "top stimuli")]
+    if "scale" in pics:
+        parts += ["<h4>Invariance (mean ± s.d. over 10 held-out faces)</h4><div class=row>",
+                  _img(folder / pics["scale"], "scale"), _img(folder / pics["translation"], "translation"), "</div>"]
+        row = [_img(folder / pics[k], k) for k in ("rotation", "orl") if k in pics]
+        if row:
+            parts += ["<div class=row>", *row, "</div>"]
+    return "\n".join(parts)
+
+
+def _concepts(scan: dict | None) -> str:
+    if not scan:
+        return "<p>(concept scan not run)</p>"
+    named = [c for c in scan["concepts"] if not c.startswith("n")] + \
+        sorted((c for c in scan["concepts"] if c.startswith("n")),
+               key=lambda c: -scan["per_concept"][c][0]["auc"])[:25]
+    rows = "".join(f"<tr><td class=l>{html.escape(c)}</td><td>{scan['per_concept'][c][0]['auc']:.3f}</td>"
+                   f"<td class=l>{html.escape(scan['per_concept'][c][0]['detector'])}</td></tr>" for c in named)
+    neurons = "".join(
+        f"<tr><td class=l>{html.escape(n['detector'])}</td><td class=l>" +
+        ", ".join(f"{html.escape(c['concept'])} ({c['auc']:.2f})" for c in n["concepts"]) + "</td></tr>"
+        for n in scan["per_neuron"][:10])
+    return (f"<p>{scan['neurons']:,} neurons ({', '.join(scan['groups'])}) × {len(scan['concepts'])} concepts on "
+            f"{scan['images']:,} images; AUC of each concept against all other images.</p>"
+            f"<div class=row><table><tr><th>concept</th><th>best AUC</th><th>neuron</th></tr>{rows}</table>"
+            f"<table><tr><th>neuron</th><th>its top concepts (AUC)</th></tr>{neurons}</table></div>")
+
+
+CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:.5em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;
+text-align:right}td.l,th{text-align:left}td.ref{color:#888}.note{color:#555;font-size:12px}
+.row{display:flex;gap:1em;flex-wrap:wrap;align-items:flex-start}img{max-width:100%}pre{background:#f6f6f6;
+padding:.6em;overflow:auto;font-size:11px;max-height:25em}h2{border-bottom:1px solid #ddd;margin-top:1.6em}"""
+
+
+def report(run: str | Path, out: str | Path | None = None) -> Path:
+    run = Path(run)
+    results_path = run / "probe" / "results.json"
+    if not results_path.exists():
+        raise CatneuronError(f"{results_path}: not found; run `catneuron probe {run}` first")
+    results = json.loads(results_path.read_text())
+    pics_path = run / "probe" / "pictures.json"
+    pictures = json.loads(pics_path.read_text()) if pics_path.exists() else {"tasks": {}}
+    folder = run / "probe" / "pictures"
+    run_json = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+    corpora = {}
+    for src in results["config"]["data"]["train"]:
+        manifest = Path(src) / "manifest.json"
+        if manifest.exists():
+            corpora[src] = json.loads(manifest.read_text())
+    summary = "".join(f"<li>{html.escape(t)}: {v['set']['positives']:,} positives, {v['set']['negatives']:,} "
+                      f"distractors (all-negative {_pct(v['set']['all_negative'])} %)</li>"
+                      for t, v in results["tasks"].items())
+    targets = "".join(f"<h3>{html.escape(t)}</h3>{_targets(v)}" for t, v in results["tasks"].items())
+    neurons = "".join(_neuron_section(t, p, folder) for t, p in pictures.get("tasks", {}).items())
+    sublayers = "".join(f"<h3>{html.escape(t)}</h3>{_sublayers(v)}" for t, v in results["tasks"].items())
+    sessions = run_json.get("sessions", [])
+    images_seen = None
+    metrics = run / "metrics.jsonl"
+    if metrics.exists():
+        lines = metrics.read_text().splitlines()
+        images_seen = json.loads(lines[-1])["images"] if lines else None
+    body = f"""<!doctype html><html><head><meta charset=utf-8><title>catneuron report: {html.escape(run.name)}</title>
+<style>{CSS}</style></head><body>
+<h1>catneuron report: {html.escape(str(run))}</h1>
+<section id=summary><h2>Summary</h2>
+<p>Network {html.escape(results['config']['preset'])}, trained on {', '.join(map(html.escape, results['config']['data']['train']))}
+({f'{images_seen:,} images seen' if images_seen else 'images seen unknown'}). Report written
+{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} by catneuron {html.escape(code_version())};
+probe by {html.escape(results['code_version'])}.</p><ul>{summary}</ul>{targets}</section>
+<section id=table1><h2>Table 1 analog: best single detectors</h2>{_table1(results)}</section>
+<section id=sublayers><h2>Where the best neurons are</h2>{sublayers}</section>
+<section id=neurons><h2>The best neurons</h2>{neurons or '<p>(run <code>catneuron visualize</code> for pictures)</p>'}</section>
+<section id=concepts><h2>Concept scan</h2>{_concepts(pictures.get('concepts'))}</section>
+<section id=provenance><h2>Provenance</h2>
+<h3>Configuration</h3><pre>{html.escape(json.dumps(results['config'], indent=1))}</pre>
+<h3>Training corpus manifest</h3><pre>{html.escape(json.dumps(corpora, indent=1)) if corpora else '(no manifest: the data are not a composed corpus)'}</pre>
+<h3>Training sessions</h3><pre>{html.escape(json.dumps(sessions, indent=1))}</pre>
+<h3>Compared runs</h3><pre>{html.escape(json.dumps(results.get('compare', {}), indent=1))}</pre>
+</section></body></html>"""
+    out = Path(out) if out else run / "report.html"
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(body)
+    tmp.replace(out)
+    return out

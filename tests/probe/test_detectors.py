@@ -1,0 +1,48 @@
+import numpy as np
+import torch
+
+from catneuron import config as C
+from catneuron.nn.autoencoder import DeepSparseAutoencoder
+from catneuron.probe.detectors import NetworkDetectors
+
+
+def _tiny():
+    cfg = C.preset("tiny")
+    return DeepSparseAutoencoder(cfg.model), cfg
+
+
+import pytest
+
+
+@pytest.mark.parametrize("kind", ["sparse", "sigmoid"])
+def test_candidates_name_the_unit_they_read(kind):
+    model, cfg = _tiny()
+    cfg.model.input_size = 28          # room for 2 x 2 placements of the top field
+    cfg.model.kind = kind
+    model = DeepSparseAutoencoder(cfg.model)
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 3), dtype=np.uint8)
+    det = NetworkDetectors(model, cfg.model, "field", placements=2)
+    assert len(det.positions) == 4
+    acts = det(images)
+    assert acts.shape == (3, det.units * len(det.positions))
+    outs = model(det.canvases(images))
+    for candidate in (0, det.units - 1, det.candidates // 2 + 7, det.candidates - 1):
+        info = det.describe(candidate)
+        stage = outs[info["stage"] - 1]
+        t = {"filter": stage.filtered, "pool": stage.pooled, "sigmoid": stage.pooled,
+             "lcn": stage.normalized}[info["sublayer"]]
+        placement = det.positions.index(tuple(info["placement"]))
+        expected = t.view(3, len(det.positions), *t.shape[1:])[:, placement, info["map"], info["i"], info["j"]]
+        torch.testing.assert_close(acts[:, candidate], expected)
+        assert info["unit"] == candidate % det.units
+
+
+def test_field_mode_places_the_image_on_the_top_field():
+    model, cfg = _tiny()
+    det = NetworkDetectors(model, cfg.model, "field", placements=1, preprocess="none")
+    assert det.field == 20 - 1 or det.field <= 20           # the top units' field fits the 20-pixel input
+    img = np.zeros((1, 20, 20, 3), np.uint8)
+    img[0, :, :10] = 255                                     # left half white
+    canvas = det.canvases(img)[0]
+    y, x = det.positions[0]
+    assert canvas.shape == (3, 20, 20) and canvas[:, y, x].max() > 0.9

@@ -1,0 +1,91 @@
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from catneuron import config as C
+from catneuron.nn.autoencoder import DeepSparseAutoencoder
+from catneuron.probe.detectors import NetworkDetectors
+from catneuron.probe.pictures import visualize
+from catneuron.probe.report import SECTIONS, report
+from catneuron.probe.run import probe
+from catneuron.probe.visualize import neuron_response, optimal_stimulus
+from catneuron.train.trainer import Trainer
+from tests.data.helpers import random_images, write_shards
+
+
+def test_optimal_stimulus_keeps_unit_norm_and_raises_the_response():
+    cfg = C.preset("tiny")
+    model = DeepSparseAutoencoder(cfg.model)
+    det = NetworkDetectors(model, cfg.model, "whole")
+    for candidate in (det.units - 5, 1000):                  # a top LCN unit, a stage-1 unit
+        f = neuron_response(det, candidate)
+        for regularize in (False, True):
+            opt = optimal_stimulus(f, (3, 20, 20), steps=40, seed=1, regularize=regularize)
+            assert opt.image.norm().item() == pytest.approx(1.0, abs=1e-5)
+            assert opt.response > opt.start_response
+            assert all(b >= a for a, b in zip(opt.history, opt.history[1:]))     # ascent never goes down
+            assert f(opt.image[None]).item() == pytest.approx(opt.response, rel=1e-4, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, datasets):
+    root = tmp_path_factory.mktemp("probe")
+    write_shards(root / "data" / "set", random_images(60, size=24), per_shard=30)
+    cfg = C.preset("tiny")
+    cfg.data.train = [str(root / "data")]
+    cfg.train.steps = 20
+    Trainer(cfg, root / "run", progress=False).run()
+    return root / "run"
+
+
+def _probe_cfg(run):
+    cfg = C.load_file(run / "config.json")
+    return C.apply_overrides(cfg, ['probe.tasks=["faces","bodies"]', "probe.max_positives=60",
+                                   "probe.linear_filters=50", "probe.kmeans_centroids=5", "probe.kmeans_images=50",
+                                   "probe.placements=1"])
+
+
+def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("CATNEURON_CACHE", str(tmp_path / "cache"))
+    results = probe(tiny_run, _probe_cfg(tiny_run), compare={"control": str(tiny_run)}, progress=False)
+    faces = results["tasks"]["faces"]
+    assert faces["set"]["positives"] == 60 and faces["set"]["negatives"] == 110
+    dets = faces["detectors"]
+    assert set(dets) == {"trained-whole", "trained-field", "random-whole", "random-field", "linear", "kmeans",
+                         "compare-control-whole", "compare-control-field"}
+    for d in dets.values():
+        assert 0.6 <= d["paper"]["accuracy"] <= 1 and 0 <= d["heldout"]["accuracy"] <= 1
+        assert d["paper"]["accuracy"] >= d["paper"]["accuracy_either"] - 1e-9 or \
+            d["paper"]["accuracy_either"] >= d["paper"]["accuracy"]
+    # comparing the run with itself reproduces its scores exactly
+    assert dets["compare-control-whole"]["paper"]["accuracy"] == dets["trained-whole"]["paper"]["accuracy"]
+    again = probe(tiny_run, _probe_cfg(tiny_run), compare={"control": str(tiny_run)}, progress=False)  # cached
+    assert again["tasks"]["faces"]["detectors"]["linear"]["paper"] == dets["linear"]["paper"]
+
+    pics = visualize(tiny_run, _probe_cfg(tiny_run), steps=10, concept_images=4)
+    assert set(pics["tasks"]) == {"faces", "bodies"} and "scale" in pics["tasks"]["faces"]
+    assert pics["concepts"]["per_concept"]["faces"]
+    page = report(tiny_run)
+    text = page.read_text()
+    for section in SECTIONS:
+        assert f"<section id={section}>" in text
+    assert text.count("data:image/png;base64,") >= 8 and "Table 1 analog" in text and "control corpus" in text
+    if shutil.which("chromium"):
+        shot = tmp_path / "shot.png"
+        subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,2000",
+                        f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+        pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+        assert pixels.shape == (2000, 1000) and pixels.std() > 20          # rendered, not a blank page
+
+
+def test_probe_needs_a_trained_run(tmp_path):
+    from catneuron.errors import CatneuronError
+    with pytest.raises(CatneuronError, match="no trained weights"):
+        probe(tmp_path)
