@@ -158,27 +158,31 @@ class NetworkDetectors:
 
 class LinearFilterDetectors:
     """Patches of training images as linear filters on the test image resized to `size` (the top
-    units' field). Filters and images are standardized; response = their dot product."""
+    units' field). Filters and images are standardized; response = their dot product. Filters are
+    grouped by the source set their patch came from (so that patches of face crops in the corpus
+    can be told apart from patches of natural images)."""
 
-    def __init__(self, patches: torch.Tensor, size: int, preprocess: str = "standardize"):
+    def __init__(self, patches: torch.Tensor, size: int, preprocess: str = "standardize",
+                 groups: list[str] | None = None):
         self.filters = patches.flatten(1)                  # (K, C*size*size)
         self.size, self.preprocess = size, preprocess
         self.candidates = len(self.filters)
+        self.groups = groups or ["training images"] * self.candidates
 
     @classmethod
-    def sample(cls, stream_images, count: int, size: int, seed: int = 0, preprocess: str = "standardize"):
-        """`count` random size x size patches (random image, random position) from an iterator of
-        uint8 (S, S, C) training images."""
+    def sample(cls, images: np.ndarray, sources: list[str], size: int, seed: int = 0,
+               preprocess: str = "standardize"):
+        """One random size x size patch (random position) of each uint8 (S, S, C) image."""
         rng = np.random.default_rng(seed)
+        order = sorted(range(len(images)), key=lambda k: sources[k])       # groups contiguous
         patches = []
-        for img in stream_images:
-            S = img.shape[0]
+        for k in order:
+            S = images[k].shape[0]
             y, x = rng.integers(0, S - size + 1, size=2) if S > size else (0, 0)
-            patches.append(img[y:y + size, x:x + size])
-            if len(patches) == count:
-                break
+            patches.append(images[k][y:y + size, x:x + size])
         p = standardize(_as_float(np.stack(patches)), preprocess)
-        return cls(p / p.flatten(1).norm(dim=1).clamp_min(1e-8)[:, None, None, None], size, preprocess)
+        p = p / p.flatten(1).norm(dim=1).clamp_min(1e-8)[:, None, None, None]
+        return cls(p, size, preprocess, [sources[k] for k in order])
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> torch.Tensor:
@@ -186,7 +190,18 @@ class LinearFilterDetectors:
         return x @ self.filters.T
 
     def describe(self, index: int) -> dict:
-        return {"detector": f"linear filter {index}", "group": "linear filter", "unit": int(index)}
+        return {"detector": f"linear filter {index} (a patch of {self.groups[index]})",
+                "group": f"patches of {self.groups[index]}", "unit": int(index)}
+
+    def group_ranges(self) -> dict[str, list[tuple[int, int]]]:
+        ranges: dict[str, list[tuple[int, int]]] = {}
+        for k, g in enumerate(self.groups):
+            name = f"patches of {g}"
+            if name in ranges and ranges[name][-1][1] == k:
+                ranges[name][-1] = (ranges[name][-1][0], k + 1)
+            else:
+                ranges.setdefault(name, []).append((k, k + 1))
+        return ranges
 
 
 class CentroidDetectors:

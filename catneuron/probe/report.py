@@ -58,6 +58,10 @@ def table_rows(task: dict) -> list[tuple[str, str, dict | None, dict | None]]:
 
     add("same architecture, random weights", "random weights", ["random-whole", "random-field"])
     add(dets.get("linear", {}).get("label", "best linear filter"), "linear filter", ["linear"])
+    groups = dets.get("linear", {}).get("groups", {})
+    if len(groups) > 1:        # the corpus mixes sources: the best filter from each
+        for name, g in groups.items():
+            rows.append((f"best linear filter, {name}", "", g["paper"], g["heldout"]))
     add("best first-layer neuron", "first layer", ["trained-whole", "trained-field"], group_prefix="stage1/")
     add("best neuron", "best neuron", ["trained-whole", "trained-field"])
     for key, d in dets.items():

@@ -30,8 +30,9 @@ from tqdm import tqdm
 
 from catneuron.config import Config
 from catneuron.data.jobs import write_json
-from catneuron.data.loader import ImageStream
-from catneuron.data.sources import resolve_all
+from catneuron.data.images import decode, fit_square
+from catneuron.data.sources import count_records, iter_records, resolve_all
+from catneuron.errors import DataError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.probe import testsets
 from catneuron.probe.detectors import CentroidDetectors, LinearFilterDetectors, NetworkDetectors
@@ -120,14 +121,26 @@ COMPARE_LABELS = {"control": "network trained on the face-free control corpus",
                   "nolcn": "network trained without LCN"}
 
 
-def _training_images(cfg: Config, count: int, seed: int):
-    stream = ImageStream(resolve_all(cfg.data.train, cfg.data.root), cfg.model.input_size, cfg.model.channels,
-                         seed=seed, shuffle_buffer=cfg.data.shuffle_buffer)
-    for img, _ in stream.images():
-        if count <= 0:
-            return
-        count -= 1
-        yield img
+def training_sample(cfg: Config, count: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """`count` training images (a seeded random subset of the corpus, each image at most
+    ceil(count / corpus size) times) at the input size, and the source set of each."""
+    sources = resolve_all(cfg.data.train, cfg.data.root)
+    total = count_records(sources)
+    repeats = -(-count // max(1, total))
+    picks = np.random.default_rng(seed).permutation(np.tile(np.arange(total), repeats))[:count]
+    wanted = np.bincount(picks, minlength=total)
+    images, names = [], []
+    for index, (rec, spec) in enumerate(iter_records(sources)):
+        if not wanted[index]:
+            continue
+        try:
+            img = fit_square(decode(rec.require_image(), rec.origin), cfg.model.input_size, cfg.model.channels)
+        except DataError:
+            continue
+        name = rec.meta().get("source_set", spec) if "json" in rec.files else spec
+        images += [img] * int(wanted[index])
+        names += [name] * int(wanted[index])
+    return np.stack(images), names
 
 
 def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], device) -> list[Detectors]:
@@ -149,17 +162,16 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
                                   lambda mode=mode: random_net(mode), "network",
                                   {**common, "mode": mode, "model": cfg.to_dict()["model"], "seed": cfg.train.seed}))
     top_field = NetworkDetectors(model, cfg.model, "field", 1, cfg.data.preprocess, device).field
-    corpus = {"data": cfg.data.train, "seed": p.seed, "preprocess": cfg.data.preprocess}
+    corpus = {"data": cfg.data.train, "seed": p.seed, "preprocess": cfg.data.preprocess, "sample": "records"}
     if p.linear_filters:
         sets.append(Detectors("linear", f"best linear filter ({p.linear_filters:,} training patches, "
                                         f"{top_field}x{top_field})",
-                              lambda: LinearFilterDetectors.sample(_training_images(cfg, p.linear_filters, p.seed + 1),
-                                                                   p.linear_filters, top_field, p.seed,
-                                                                   cfg.data.preprocess), "baseline",
+                              lambda: LinearFilterDetectors.sample(*training_sample(cfg, p.linear_filters, p.seed + 1),
+                                                                   top_field, p.seed, cfg.data.preprocess), "baseline",
                               {**corpus, "filters": p.linear_filters, "size": top_field}))
     if p.kmeans_centroids:
         def kmeans():
-            images = np.stack(list(_training_images(cfg, p.kmeans_images, p.seed + 2)))
+            images, _ = training_sample(cfg, p.kmeans_images, p.seed + 2)
             return CentroidDetectors.fit(images, p.kmeans_centroids, p.kmeans_size, p.seed, cfg.data.preprocess)
         sets.append(Detectors("kmeans", f"K-means ({p.kmeans_centroids:,} centroids, "
                                         f"{p.kmeans_size}x{p.kmeans_size} images)", kmeans, "baseline",
