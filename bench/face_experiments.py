@@ -38,7 +38,7 @@ def main() -> None:
     mix = args.mix or ["natural-64/train=0.98", "faces-200/pool=0.02"]
     corpus = root / "corpora" / hashlib.sha1(" ".join(sorted(mix)).encode()).hexdigest()[:10]
     if not (corpus / "manifest.json").exists():
-        run([*cli, "data", "compose", *sum((["--mix", m] for m in mix), []), "--out", str(corpus)])
+        run([*cli, "data", "compose", "--no-progress", *sum((["--mix", m] for m in mix), []), "--out", str(corpus)])
     out = root / "runs" / args.name
     sets = sum((["--set", s] for s in args.overrides), [])
     start = time.time()
@@ -46,7 +46,7 @@ def main() -> None:
         run([*cli, "train", "--preset", "small", "--data", str(corpus), "--out", str(out), "--steps", str(args.steps),
              "--no-progress", *(["--resume"] if out.exists() else []), *sets])
     trained = time.time() - start
-    run([*cli, "probe", str(out), "--set", "probe.tasks=faces", "--set", f"probe.linear_filters={args.filters}",
+    run([*cli, "probe", str(out), "--no-progress", "--set", "probe.tasks=faces", "--set", f"probe.linear_filters={args.filters}",
          "--set", "probe.kmeans_centroids=300", "--set", "probe.kmeans_images=10000", "--set",
          f"probe.modes={args.modes}"])
     faces = json.loads((out / "probe" / "results.json").read_text())["tasks"]["faces"]["detectors"]

@@ -72,8 +72,8 @@ def demo(out: str | Path = "runs/demo", corpus: str | Path = "corpora/default",
 
     t = time.perf_counter()
     probe_cfg = C.apply_overrides(C.load_file(runs["main"] / "config.json"),
-                                  ["probe.modes=whole", "probe.linear_filters=10000", "probe.kmeans_centroids=300",
-                                   "probe.kmeans_images=10000"])
+                                  ["probe.modes=whole", "probe.max_positives=3000", "probe.linear_filters=10000",
+                                   "probe.kmeans_centroids=300", "probe.kmeans_images=10000"])
     probe(runs["main"], probe_cfg, {"control": str(runs["control"]), "nolcn": str(runs["nolcn"])},
           progress=progress)
     timings["probe"] = time.perf_counter() - t

@@ -227,3 +227,6 @@ class CentroidDetectors:
 
     def describe(self, index: int) -> dict:
         return {"detector": f"centroid {index}", "group": "k-means", "unit": int(index)}
+
+    def group_ranges(self) -> dict[str, list[tuple[int, int]]]:
+        return {"k-means": [(0, self.candidates)]}

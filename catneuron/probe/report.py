@@ -67,7 +67,7 @@ def table_rows(task: dict) -> list[tuple[str, str, dict | None, dict | None]]:
     for key, d in dets.items():
         if key.startswith("compare-"):
             name = key[len("compare-"):].rsplit("-", 1)[0]
-            ref = {"nolcn": "without LCN", "control": "control corpus"}.get(name, "")
+            ref = {"nolcn": "without LCN", "control": "control corpus", "sigmoid": "sigmoid autoencoder"}.get(name, "")
             rows.append((f"best neuron, {d['label']}", ref, d["paper"], d["heldout"]))
     add(dets.get("kmeans", {}).get("label", "K-means"), "k-means", ["kmeans"])
     return rows

@@ -66,7 +66,7 @@ def score(det, ts: testsets.TestSet, batch_size: int = 100, progress: bool = Tru
     bar.close()
     fs, vs = scorer.scores((1, 3), (0, 2)), scorer.scores((1,), (0,))
 
-    ranges = det.group_ranges() if hasattr(det, "group_ranges") else {det.describe(0)["group"]: [(0, det.candidates)]}
+    ranges = det.group_ranges()
     picks = {"paper": int(fs.accuracy.argmax()), "auc": int(fs.auc.argmax()), "heldout": int(vs.accuracy.argmax())}
     for name, spans in ranges.items():
         idx = torch.cat([torch.arange(a, b) for a, b in spans])
@@ -80,7 +80,7 @@ def score(det, ts: testsets.TestSet, batch_size: int = 100, progress: bool = Tru
 
     def paper(c):
         return {**det.describe(c), "accuracy": float(fs.accuracy[c]), "accuracy_either": float(fs.accuracy_either[c]),
-                "auc": exact_auc(torch.from_numpy(column[c]), labels) if c in column else float(fs.auc[c]),
+                "auc": exact_auc(torch.from_numpy(column[c]), labels),
                 "threshold": float(fs.threshold[c])}
 
     def heldout(c):
@@ -116,9 +116,10 @@ def _weights_id(run: Path) -> str:
     return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
-# Names `--compare` gives the paper's two training controls.
+# `--compare` names for the paper's training controls and its sigmoid-autoencoder baseline.
 COMPARE_LABELS = {"control": "network trained on the face-free control corpus",
-                  "nolcn": "network trained without LCN"}
+                  "nolcn": "network trained without LCN",
+                  "sigmoid": "deep autoencoder of the same connectivity with sigmoids"}
 
 
 def training_sample(cfg: Config, count: int, seed: int) -> tuple[np.ndarray, list[str]]:

@@ -61,22 +61,37 @@ def _cache_dir() -> Path:
     return Path(root) / "testsets"
 
 
-def _load_images(specs, root, size: int, channels: int, limit_rng, limit: int | None):
-    """Decoded, letterboxed images of the sources (a seeded subset of `limit` when given)."""
+def _crop_to_aspect(img, aspect: float):
+    """The largest centred crop of a PIL image with width / height = aspect."""
+    w, h = img.size
+    cw, ch = (w, round(w / aspect)) if w / h < aspect else (round(h * aspect), h)
+    cw, ch = max(1, min(w, cw)), max(1, min(h, ch))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return img.crop((left, top, left + cw, top + ch))
+
+
+def _load_images(specs, root, size: int, channels: int, limit_rng, limit: int | None, aspects=None):
+    """Decoded, letterboxed images of the sources (a seeded subset of `limit` when given), their
+    origins, and the aspect ratio (width / height) of each. With `aspects`, each image is first cropped to an
+    aspect drawn from it: distractors then get the same letterbox bars as the positives, which
+    would otherwise give narrow positives (pedestrians) away by their flat borders alone."""
     sources = resolve_all(list(specs), root)
     records = [(rec, spec) for rec, spec in iter_records(sources)]
     if limit is not None and limit < len(records):
         keep = np.sort(limit_rng.choice(len(records), limit, replace=False))
         records = [records[i] for i in keep]
-    images, origins, metas = [], [], []
+    images, origins, ratios = [], [], []
     for rec, spec in records:
         try:
-            images.append(fit_inside(decode(rec.require_image(), rec.origin), size, channels))
+            img = decode(rec.require_image(), rec.origin)
         except DataError:
             continue
+        if aspects:
+            img = _crop_to_aspect(img, float(limit_rng.choice(aspects)))
+        ratios.append(img.size[0] / img.size[1])
+        images.append(fit_inside(img, size, channels))
         origins.append(rec.origin)
-        metas.append(rec.meta() if "json" in rec.files else {})
-    return images, origins, metas
+    return images, origins, ratios
 
 
 def count(specs, root) -> int:
@@ -97,15 +112,15 @@ def build(task: Task, size: int, channels: int = 3, root: str | None = None, see
     want_neg = min(n_neg, int(n_pos * (1 - positive_fraction) / positive_fraction))
     want_pos = min(n_pos, int(round(want_neg * positive_fraction / (1 - positive_fraction))))
     key = hashlib.sha256(json.dumps([task.name, list(task.positives), list(task.negatives), str(base), size, channels,
-                                     seed, want_pos, want_neg]).encode()).hexdigest()[:16]
+                                     seed, want_pos, want_neg, "aspect-matched"]).encode()).hexdigest()[:16]
     path = _cache_dir() / f"{key}.npz"
     if use_cache and path.exists():
         z = np.load(path, allow_pickle=False)
         return TestSet(task.name, z["images"], z["labels"], z["val"], json.loads(str(z["origins"])),
                        json.loads(str(z["meta"])))
     rng = np.random.default_rng(seed)
-    pos, pos_origins, _ = _load_images(task.positives, base, size, channels, rng, want_pos)
-    neg, neg_origins, neg_meta = _load_images(task.negatives, base, size, channels, rng, want_neg)
+    pos, pos_origins, pos_aspects = _load_images(task.positives, base, size, channels, rng, want_pos)
+    neg, neg_origins, _ = _load_images(task.negatives, base, size, channels, rng, want_neg, pos_aspects)
     images = np.stack(pos + neg)
     labels = np.array([True] * len(pos) + [False] * len(neg))
     val = np.zeros(len(labels), bool)

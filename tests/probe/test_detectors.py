@@ -46,3 +46,16 @@ def test_field_mode_places_the_image_on_the_top_field():
     canvas = det.canvases(img)[0]
     y, x = det.positions[0]
     assert canvas.shape == (3, 20, 20) and canvas[:, y, x].max() > 0.9
+
+
+def test_distractors_get_the_letterbox_of_the_positives(tmp_path):
+    """Narrow positives must not be told from square distractors by their flat side bars."""
+    import numpy as np
+    from catneuron.probe.testsets import Task, build
+    from tests.data.helpers import random_images, write_shards
+    rng = np.random.default_rng(0)
+    write_shards(tmp_path / "pos" / "p", [rng.integers(0, 256, (40, 24, 3), dtype=np.uint8) for _ in range(20)])
+    write_shards(tmp_path / "neg" / "n", random_images(40, size=32))
+    ts = build(Task("narrow", (str(tmp_path / "pos"),), (str(tmp_path / "neg"),)), 20, use_cache=False)
+    flat_border = ts.images[:, :, :3].std(axis=(1, 2)).max(axis=1) < 1   # a letterbox bar at the left edge
+    assert flat_border[ts.labels].all() and flat_border[~ts.labels].all()
