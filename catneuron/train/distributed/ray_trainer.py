@@ -1,0 +1,274 @@
+"""`catneuron train --distributed ray`: Downpour SGD on Ray.
+
+    driver ──run(k steps)──▶ replica actors (R)  ──pull / push──▶ parameter-shard actors (S)
+
+The driver hands each replica chunks of steps and gathers their statistics; replicas fetch
+parameters from every shard every P steps and push their accumulated gradients every G steps,
+in parallel over the shards and without waiting for each other; shards apply Adagrad as pushes
+arrive. A replica whose process dies is restarted by Ray (`max_restarts`), given back its data
+position, and rejoins; the others never wait for it. The driver checkpoints the shards (values,
+Adagrad state, versions) and the replicas' data positions every `train.checkpoint_every` steps in
+the run directory layout of single-process training, so `--resume` after killing the whole job
+loses at most one interval. Runs on a local Ray by default or on a cluster with `address`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from catneuron.config import Config, validate
+from catneuron.errors import CatneuronError
+from catneuron.nn.autoencoder import DeepSparseAutoencoder
+from catneuron.provenance import code_version
+from catneuron.train import checkpoint
+from catneuron.train.distributed.params import gather, partition, scatter
+from catneuron.train.distributed.partition import ray_workers
+from catneuron.train.distributed.replica import Replica, replica_sources
+from catneuron.train.distributed.server import ParameterShard, normalized_runs
+from catneuron.train.trainer import TrainResult, _truncate_metrics, _write_json, _weights_metadata
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DistributedSettings:
+    replicas: int = 2
+    shards: int = 2
+    fetch_every: int = 1          # P
+    push_every: int = 1           # G
+    partitions: int = 1           # K: spatial partitions of each replica's network (model parallelism)
+    threads: int = 1              # CPU threads per replica
+    address: str | None = None    # an existing Ray cluster; None: start one on this machine
+    warm_start: int = 0           # steps one replica trains alone before the others join
+    chunk: int = 10               # steps per driver call to a replica
+    max_restarts: int = 3         # per replica
+    object_store_mb: int | None = None
+
+
+class RayShards:
+    """The shards' actor handles, called in parallel (one remote call per shard)."""
+
+    def __init__(self, handles):
+        self.handles = handles
+
+    def pull(self):
+        import ray
+        return ray.get([h.pull.remote() for h in self.handles])
+
+    def push(self, grads, versions, steps):
+        import ray
+        return ray.get([h.push.remote(g, v, steps) for h, g, v in zip(self.handles, grads, versions)])
+
+
+class ReplicaActor:
+    """Replica + its view of the shards, as one Ray actor."""
+
+    def __init__(self, shard_handles, *args, partitions: int = 1, **kwargs):
+        self.shards = RayShards(shard_handles)
+        # Band workers ask for no CPU of their own: they compute while the replica waits on them.
+        workers = ray_workers(partitions, cpus_each=0) if partitions > 1 else None
+        self.replica = Replica(*args, partitions=partitions, band_workers=workers, **kwargs)
+
+    def run(self, steps: int):
+        return dataclasses.asdict(self.replica.run(self.shards, steps))
+
+    def set_stream(self, state: dict) -> None:
+        self.replica.set_stream(state)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast: ray.init retries an address where nothing listens for minutes."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
+    except (OSError, ValueError) as err:
+        raise CatneuronError(f"Ray: no cluster reachable at {address} ({err})") from None
+
+
+def connect(address: str | None, num_cpus: int | None = None, object_store_mb: int | None = None) -> None:
+    """ray.init once per process; a clear error when no cluster answers at `address`."""
+    import ray
+    if ray.is_initialized():
+        return
+    if address:
+        _check_reachable(address)
+    kwargs = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
+    if address:
+        kwargs["address"] = address
+    else:
+        if num_cpus:
+            kwargs["num_cpus"] = num_cpus
+        if object_store_mb:
+            kwargs["object_store_memory"] = object_store_mb * 1024 * 1024
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise CatneuronError(f"Ray: no cluster reachable at {address} ({str(err).splitlines()[0]})") from None
+
+
+class DistributedTrainer:
+    def __init__(self, cfg: Config, run_dir: str | Path, settings: DistributedSettings, resume: bool = False,
+                 progress: bool = True):
+        self.cfg, self.s = validate(cfg), settings
+        self.run_dir, self.resume, self.progress = Path(run_dir), resume, progress
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        if min(settings.replicas, settings.shards, settings.fetch_every, settings.push_every, settings.partitions) < 1:
+            raise CatneuronError("--replicas, --ps-shards, --fetch-every, --push-every and --partitions must be >= 1")
+
+    def run(self) -> TrainResult:
+        import ray
+        cfg, s = self.cfg, self.s
+        if checkpoint.latest(self.ckpt_dir) is not None and not self.resume:
+            raise CatneuronError(f"run directory {self.run_dir} already has checkpoints; pass --resume to continue "
+                                 f"it or choose another --out")
+        for r in range(s.replicas):        # a clear error here rather than replicas dying at start
+            replica_sources(cfg, r, s.replicas)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        connect(s.address, num_cpus=None, object_store_mb=s.object_store_mb)
+
+        torch.manual_seed(cfg.train.seed)
+        model = DeepSparseAutoencoder(cfg.model)
+        specs = partition(model, s.shards, cfg.model.norm_constraint)
+        step, images, streams, shard_states = 0, 0, [None] * s.replicas, None
+        latest = checkpoint.latest(self.ckpt_dir) if self.resume else None
+        if latest is not None:
+            state = checkpoint.load(latest, model, None, "cpu")
+            step, images = state["step"], state["images_seen"]
+            streams, shard_states = state["replica_streams"], state["shards"]
+            log.info("resuming %s at step %d", self.run_dir, step)
+        _truncate_metrics(self.run_dir / "metrics.jsonl", step)
+        _write_json(self.run_dir / "config.json", cfg.to_dict())
+        _write_json(self.run_dir / "distributed.json", {**dataclasses.asdict(s), "code_version": code_version(),
+                                                        "shard_sizes": [spec.size for spec in specs]})
+
+        shard_actor = ray.remote(num_cpus=0)(ParameterShard)
+        shards = []
+        for k, spec in enumerate(specs):
+            handle = shard_actor.remote(gather(model, spec), normalized_runs(spec), cfg.train.lr, cfg.train.optimizer,
+                                        momentum=cfg.train.momentum)
+            if shard_states is not None:
+                ray.get(handle.load_state_dict.remote(shard_states[k]))
+            shards.append(handle)
+        replica_actor = ray.remote(num_cpus=s.threads, max_restarts=s.max_restarts)(ReplicaActor)
+        replicas = [replica_actor.remote(shards, cfg, r, s.replicas, specs, s.threads, s.fetch_every, s.push_every,
+                                         streams[r], partitions=s.partitions) for r in range(s.replicas)]
+        meta = _weights_metadata(cfg)
+
+        def save():
+            states = ray.get([h.state_dict.remote() for h in shards])
+            for k, spec in enumerate(specs):
+                scatter(model, spec, states[k]["params"])
+            checkpoint.save(self.ckpt_dir, step, model, _NoOptimizer(),
+                            {"images_seen": images, "replica_streams": streams, "shards": states,
+                             "distributed": dataclasses.asdict(s)}, meta)
+
+        total = cfg.train.steps
+        restarts = [0] * s.replicas
+        in_flight: dict = {}
+        bar = tqdm(total=total, initial=step, unit="step", desc=f"train {cfg.preset} x{s.replicas} replicas",
+                   disable=not self.progress, dynamic_ncols=True)
+        start, next_ckpt = time.perf_counter(), (step // cfg.train.checkpoint_every + 1) * cfg.train.checkpoint_every
+        scheduled = step
+
+        def submit(r):
+            nonlocal scheduled
+            if scheduled >= total or (r > 0 and step < s.warm_start):
+                return
+            n = min(s.chunk, total - scheduled)
+            scheduled += n
+            in_flight[replicas[r].run.remote(n)] = (r, n)
+
+        for r in range(s.replicas):
+            submit(r)
+        with open(self.run_dir / "metrics.jsonl", "a") as metrics:
+            while in_flight:
+                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                r, n = in_flight.pop(ready[0])
+                try:
+                    stats = ray.get(ready[0])
+                except ray.exceptions.RayActorError as err:
+                    restarts[r] += 1
+                    scheduled -= n
+                    log.warning("replica %d died (%s); restart %d of %d", r, type(err).__name__, restarts[r],
+                                s.max_restarts)
+                    if restarts[r] > s.max_restarts:
+                        raise CatneuronError(f"replica {r} died {restarts[r]} times; giving up") from None
+                    if streams[r] is not None:
+                        _call_when_restarted(replicas[r].set_stream, streams[r])
+                    self._log(metrics, {"step": step, "images": images, "event": "replica restarted", "replica": r,
+                                        "restarts": restarts[r]})
+                    submit(r)
+                    continue
+                step += stats["steps"]
+                images += stats["images"]
+                streams[r] = stats["stream"]
+                elapsed = time.perf_counter() - start
+                row = {"step": step, "images": images, "elapsed": round(elapsed, 3), "replica": r,
+                       "loss": float(np.mean(stats["losses"])),
+                       "images_per_s": round(images / max(elapsed, 1e-9), 2) if step else 0.0,
+                       "staleness_mean": float(np.mean(stats["staleness"])) if stats["staleness"] else 0.0,
+                       "staleness_max": int(max(stats["staleness"])) if stats["staleness"] else 0,
+                       "staleness": stats["staleness"], "pulls": stats["pulls"], "pushes": stats["pushes"],
+                       "compute_s": round(stats["compute_s"], 4), "pull_s": round(stats["pull_s"], 4),
+                       "push_s": round(stats["push_s"], 4), "restarts": sum(restarts), "pid": stats["pid"]}
+                for k in range(len(cfg.model.stages)):
+                    row[f"stage{k + 1}/reconstruction"] = float(np.mean([x["reconstruction"][k]
+                                                                         for x in stats["stage_losses"]]))
+                    row[f"stage{k + 1}/sparsity"] = float(np.mean([x["sparsity"][k] for x in stats["stage_losses"]]))
+                self._log(metrics, row)
+                bar.update(stats["steps"])
+                bar.set_postfix(loss=f"{row['loss']:.4g}", stale=f"{row['staleness_mean']:.1f}")
+                if step >= next_ckpt and step < total:
+                    save()
+                    next_ckpt += cfg.train.checkpoint_every
+                submit(r)
+                if step >= s.warm_start:
+                    for other in range(s.replicas):
+                        if other != r and not any(v[0] == other for v in in_flight.values()):
+                            submit(other)
+        bar.close()
+        save()
+        checkpoint.save_weights(model, self.run_dir / "model.safetensors", {**meta, "step": str(step)})
+        counts = ray.get([h.counts.remote() for h in shards])
+        _write_json(self.run_dir / "distributed.json", {**dataclasses.asdict(s), "code_version": code_version(),
+                                                        "shard_sizes": [spec.size for spec in specs],
+                                                        "shard_counts": counts, "restarts": restarts})
+        for actor in replicas + shards:
+            ray.kill(actor)
+        return TrainResult(self.run_dir, step, images, float("nan"), False)
+
+    @staticmethod
+    def _log(f, row: dict) -> None:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+
+
+def _call_when_restarted(method, *args, timeout: float = 300.0):
+    """Call an actor method, waiting while Ray restarts the actor ("temporarily unavailable")."""
+    import ray
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ray.get(method.remote(*args))
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise CatneuronError(f"a replica did not come back within {timeout:.0f} s of its restart") from None
+            time.sleep(0.5)
+
+
+class _NoOptimizer:
+    """checkpoint.save wants an optimizer; in Downpour SGD the optimizer state lives on the shards."""
+
+    def state_dict(self) -> dict:
+        return {}

@@ -1,0 +1,135 @@
+"""A model replica: fetches parameters every P steps, pushes accumulated gradients every G steps.
+
+Plain Python around any `shards` handle list whose elements have `pull()` / `push(...)`: in-process
+ParameterShard objects, or Ray actor handles wrapped by `RayShards` (calls become parallel remote
+calls). Between fetches the replica computes gradients on the parameters it last fetched, as in
+DistBelief's Downpour SGD; it never applies updates itself.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from catneuron.config import Config, validate
+from catneuron.data.loader import ImageStream, StreamState
+from catneuron.data.preprocess import to_tensor
+from catneuron.data.sources import Source, resolve_all, units
+from catneuron.errors import CatneuronError
+from catneuron.nn.autoencoder import DeepSparseAutoencoder
+from catneuron.train.distributed.params import ShardSpec, gather, scatter
+from catneuron.train.distributed.partition import SpatialPartition
+
+
+def replica_sources(cfg: Config, index: int, replicas: int) -> list[Source]:
+    """Replica `index`'s disjoint portion of the corpus: every replicas-th shard (or chunk of files)."""
+    parts = units(resolve_all(cfg.data.train, cfg.data.root))
+    mine = parts[index::replicas]
+    if not mine:
+        raise CatneuronError(f"the training data has {len(parts)} shards (or chunks of files), fewer than the "
+                             f"{replicas} replicas; use fewer replicas or more shards")
+    return [Source(f"{u.spec}[replica {index}]", shards=list(u.paths) if u.kind == "shard" else [],
+                   images=list(u.paths) if u.kind == "files" else []) for u in mine]
+
+
+@dataclass
+class ChunkStats:
+    replica: int
+    steps: int = 0
+    images: int = 0
+    loss: float = float("nan")
+    losses: list[float] = field(default_factory=list)
+    stage_losses: list[dict] = field(default_factory=list)
+    pulls: int = 0
+    pushes: int = 0
+    staleness: list[int] = field(default_factory=list)
+    compute_s: float = 0.0
+    pull_s: float = 0.0
+    push_s: float = 0.0
+    stream: dict = field(default_factory=dict)
+    pid: int = 0
+
+
+class Replica:
+    def __init__(self, cfg: Config, index: int, replicas: int, specs: list[ShardSpec], threads: int = 1,
+                 fetch_every: int = 1, push_every: int = 1, stream: dict | None = None, partitions: int = 1,
+                 band_workers=None):
+        self.cfg, self.index, self.specs = validate(cfg), index, specs
+        self.fetch_every, self.push_every = fetch_every, push_every
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(cfg.train.seed + 1000 * index)
+        self.model = DeepSparseAutoencoder(cfg.model)
+        # Model parallelism: the locally connected layers computed in `partitions` spatial bands
+        # by `band_workers` (Ray actors under Ray; in-process otherwise).
+        self.partition = SpatialPartition(self.model, partitions, band_workers) if partitions > 1 else None
+        self.stream = ImageStream(replica_sources(cfg, index, replicas), cfg.model.input_size, cfg.model.channels,
+                                  cfg.train.seed + index, cfg.data.shuffle_buffer,
+                                  StreamState(**stream) if stream else None)
+        self.batches = None
+        self.versions = [0] * len(specs)
+        self.accumulated = 0
+        self.since_fetch = None            # None: fetch before the first step
+
+    def set_stream(self, state: dict) -> None:
+        self.stream.state = StreamState(**state)
+        self.batches = None
+
+    def run(self, shards, steps: int) -> ChunkStats:
+        """Train `steps` minibatches against the parameter servers."""
+        stats = ChunkStats(self.index, pid=os.getpid())
+        if self.batches is None:
+            self.batches = self.stream.batches(self.cfg.train.batch_size)
+        for _ in range(steps):
+            if self.since_fetch is None or self.since_fetch >= self.fetch_every:
+                t = time.perf_counter()
+                for k, (version, values) in enumerate(shards.pull()):
+                    scatter(self.model, self.specs[k], values)
+                    self.versions[k] = version
+                if self.partition is not None:
+                    self.partition.sync()
+                stats.pull_s += time.perf_counter() - t
+                stats.pulls += 1
+                self.since_fetch = 0
+            t = time.perf_counter()
+            batch, _ = next(self.batches)
+            objective = self.model.objective(to_tensor(batch, self.cfg.data.preprocess))
+            objective.total.backward()          # gradients add up in .grad over the G steps
+            stats.compute_s += time.perf_counter() - t
+            loss = objective.total.item()
+            if not np.isfinite(loss):
+                raise CatneuronError(f"replica {self.index}: the objective became {loss}; lower train.lr")
+            stats.losses.append(loss)
+            stats.stage_losses.append({"reconstruction": [s.reconstruction.item() for s in objective.stages],
+                                       "sparsity": [s.sparsity.item() for s in objective.stages]})
+            self.accumulated += 1
+            self.since_fetch += 1
+            stats.steps += 1
+            stats.images += len(batch)
+            if self.accumulated >= self.push_every:
+                t = time.perf_counter()
+                grads = [gather(self.model, spec, grads=True) for spec in self.specs]
+                stats.staleness += shards.push(grads, self.versions, self.accumulated)
+                self.model.zero_grad(set_to_none=True)
+                self.accumulated = 0
+                stats.push_s += time.perf_counter() - t
+                stats.pushes += 1
+        stats.loss = stats.losses[-1] if stats.losses else float("nan")
+        stats.stream = self.stream.state.as_dict()
+        return stats
+
+
+class LocalShards:
+    """In-process shards (tests, and the single-machine backend without Ray)."""
+
+    def __init__(self, shards):
+        self.shards = shards
+
+    def pull(self):
+        return [s.pull() for s in self.shards]
+
+    def push(self, grads, versions, steps):
+        return [s.push(g, v, steps) for s, g, v in zip(self.shards, grads, versions)]

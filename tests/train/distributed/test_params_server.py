@@ -1,0 +1,81 @@
+import copy
+
+import numpy as np
+import torch
+
+from catneuron import config as C
+from catneuron.nn.autoencoder import DeepSparseAutoencoder
+from catneuron.train.distributed.params import gather, partition, scatter
+from catneuron.train.distributed.replica import LocalShards, Replica
+from catneuron.train.distributed.server import ParameterShard, normalized_runs
+from tests.data.helpers import random_images, write_shards
+
+
+def _model():
+    torch.manual_seed(0)
+    return DeepSparseAutoencoder(C.preset("tiny").model)
+
+
+def test_shards_hold_disjoint_parameter_sets_whose_union_is_the_model():
+    model = _model()
+    for shards in (1, 2, 3, 5):
+        specs = partition(model, shards)
+        covered = {name: np.zeros(p.numel(), int) for name, p in model.named_parameters()}
+        for spec in specs:
+            for piece in spec.pieces:
+                covered[piece.name][piece.row_start * piece.row_size:piece.row_end * piece.row_size] += 1
+        assert all((c == 1).all() for c in covered.values())                    # each value exactly once
+        sizes = [spec.size for spec in specs]
+        assert max(sizes) - min(sizes) <= 2 * 5 * 5 * 4                          # balanced to a feature row
+        # a round trip through the shards gives the parameters back
+        other = copy.deepcopy(model)
+        with torch.no_grad():
+            for p in other.parameters():
+                p.zero_()
+        for spec in specs:
+            scatter(other, spec, gather(model, spec))
+        assert all(torch.equal(a, b) for a, b in zip(model.parameters(), other.parameters()))
+
+
+def test_server_adagrad_matches_torch_adagrad_and_keeps_features_at_unit_norm():
+    model = _model()
+    reference = copy.deepcopy(model)
+    spec = partition(model, 1)[0]
+    shard = ParameterShard(gather(model, spec), normalized_runs(spec), lr=0.05)
+    opt = torch.optim.Adagrad(reference.parameters(), lr=0.05)
+    x = torch.randn(4, 3, 20, 20)
+    for _ in range(3):
+        reference.zero_grad()
+        reference.objective(x).total.backward()
+        opt.step()
+        reference.project_()
+        _, values = shard.pull()
+        scatter(model, spec, values)
+        model.zero_grad()
+        model.objective(x).total.backward()
+        assert shard.push(gather(model, spec, grads=True), version=shard.version) == 0
+    scatter(model, spec, shard.pull()[1])
+    for a, b in zip(reference.parameters(), model.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    w = model.stages[0].decoder.weight
+    torch.testing.assert_close(w.flatten(3).norm(dim=3), torch.ones(w.shape[:3]), rtol=1e-5, atol=1e-5)
+
+
+def test_replicas_fetch_and_push_every_p_and_g_steps_and_lower_the_objective(tmp_path):
+    write_shards(tmp_path / "data" / "set", random_images(80, size=24), per_shard=20)
+    cfg = C.preset("tiny")
+    cfg.data.train = [str(tmp_path / "data")]
+    model = _model()
+    specs = partition(model, 2)
+    shards = [ParameterShard(gather(model, s), normalized_runs(s), lr=0.05) for s in specs]
+    local = LocalShards(shards)
+    replicas = [Replica(cfg, r, 2, specs, threads=0, fetch_every=3, push_every=2) for r in range(2)]
+    first = last = None
+    for _ in range(4):
+        for rep in replicas:
+            stats = rep.run(local, 6)
+            assert (stats.pulls, stats.pushes) == (2, 3)
+            first = first if first is not None else stats.losses[0]
+            last = stats.losses[-1]
+    assert all(s.counts() == {"version": 24, "pushes": 24, "pulls": 16} for s in shards)
+    assert last < 0.7 * first

@@ -1,0 +1,100 @@
+"""Downpour SGD on a local Ray (loopback only): one Ray session for all these tests."""
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from catneuron import config as C  # noqa: E402
+from catneuron.train.distributed.ray_trainer import DistributedSettings, DistributedTrainer  # noqa: E402
+from tests.data.helpers import random_images, write_shards  # noqa: E402
+
+
+@pytest.fixture
+def data(tmp_path):
+    write_shards(tmp_path / "data" / "set", random_images(200, size=24), per_shard=25)
+    return str(tmp_path / "data")
+
+
+def _cfg(data, steps):
+    cfg = C.preset("tiny")
+    cfg.data.train = [data]
+    cfg.train.steps = steps
+    cfg.train.checkpoint_every = 20
+    return cfg
+
+
+def _rows(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_async_training_lowers_the_objective_and_honours_p_and_g(local_ray, data, tmp_path):
+    settings = DistributedSettings(replicas=2, shards=3, fetch_every=2, push_every=4, chunk=8)
+    result = DistributedTrainer(_cfg(data, 64), tmp_path / "run", settings, progress=False).run()
+    rows = [r for r in _rows(tmp_path / "run") if "loss" in r]
+    assert result.step == 64 and {r["replica"] for r in rows} == {0, 1}
+    assert rows[-1]["loss"] < 0.8 * rows[0]["loss"]
+    assert sum(r["pulls"] for r in rows) == 64 // 2 and sum(r["pushes"] for r in rows) == 64 // 4
+    info = json.loads((tmp_path / "run" / "distributed.json").read_text())
+    assert [c["pushes"] for c in info["shard_counts"]] == [16, 16, 16]
+    assert all(s >= 0 for r in rows for s in r["staleness"])
+    assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_a_killed_replica_is_restarted_and_training_goes_on(local_ray, data, tmp_path):
+    settings = DistributedSettings(replicas=2, shards=2, chunk=4, max_restarts=2)
+    trainer = DistributedTrainer(_cfg(data, 120), tmp_path / "run", settings, progress=False)
+    killed = {}
+
+    def kill_one_replica():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            path = tmp_path / "run" / "metrics.jsonl"
+            rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+            if len(rows) >= 4:
+                killed["pid"] = rows[-1]["pid"]               # the replica process that reported last
+                os.kill(killed["pid"], signal.SIGKILL)
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=kill_one_replica)
+    thread.start()
+    result = trainer.run()
+    thread.join()
+    assert killed, "no replica was killed"
+    rows = _rows(tmp_path / "run")
+    restarted = [r for r in rows if r.get("event") == "replica restarted"]
+    assert result.step == 120 and restarted
+    after = [r for r in rows[rows.index(restarted[0]):] if "loss" in r]
+    assert {r["replica"] for r in after} == {0, 1}                 # both train after the restart
+    assert killed["pid"] not in {r["pid"] for r in after}          # ... one of them in a new process
+
+
+def test_model_parallel_replicas_on_ray_band_workers(local_ray, data, tmp_path):
+    settings = DistributedSettings(replicas=1, shards=2, partitions=2, chunk=10)
+    result = DistributedTrainer(_cfg(data, 30), tmp_path / "run", settings, progress=False).run()
+    rows = [r for r in _rows(tmp_path / "run") if "loss" in r]
+    assert result.step == 30 and rows[-1]["loss"] < rows[0]["loss"]
+
+
+def test_resume_after_the_whole_job_is_killed(local_ray, data, tmp_path):
+    settings = DistributedSettings(replicas=2, shards=2, chunk=10)
+    DistributedTrainer(_cfg(data, 40), tmp_path / "run", settings, progress=False).run()
+    result = DistributedTrainer(_cfg(data, 60), tmp_path / "run", settings, resume=True, progress=False).run()
+    steps = [r["step"] for r in _rows(tmp_path / "run") if "loss" in r]
+    assert result.step == 60 and steps[-1] == 60 and max(steps[:-1]) < 60
+
+
+def test_unreachable_cluster_is_one_clear_error(data, tmp_path):
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "catneuron.cli", "train", "--preset", "tiny", "--data", data,
+                           "--out", str(tmp_path / "run"), "--distributed", "ray", "--address", "127.0.0.1:1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("catneuron: error: Ray: no cluster reachable at 127.0.0.1:1")
