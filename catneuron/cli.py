@@ -23,6 +23,7 @@ def _config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument("--config", help="JSON or TOML file of settings, applied over the preset")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set train.lr=0.02 --set model.stages.*.maps=16")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 
 
 def build_config(args, default_preset: str, base: C.Config | None = None) -> C.Config:
@@ -58,7 +59,15 @@ def cmd_train(args) -> None:
     # A resumed run continues with its own settings; this command line's flags still apply on top.
     base = C.from_dict(json.loads(open(saved).read())) if args.resume and os.path.exists(saved) else None
     cfg = build_config(args, "small", base)
-    result = Trainer(cfg, out, resume=args.resume, progress=not args.no_progress).run()
+    if args.distributed:
+        from catneuron.train.distributed.ray_trainer import DistributedSettings, DistributedTrainer
+        settings = DistributedSettings(replicas=args.replicas, shards=args.ps_shards, fetch_every=args.fetch_every,
+                                       push_every=args.push_every, partitions=args.partitions,
+                                       threads=args.threads_per_replica, address=args.address,
+                                       warm_start=args.warm_start)
+        result = DistributedTrainer(cfg, out, settings, resume=args.resume, progress=not args.no_progress).run()
+    else:
+        result = Trainer(cfg, out, resume=args.resume, progress=not args.no_progress).run()
     state = "interrupted" if result.interrupted else "finished"
     print(f"{state} at step {result.step} ({result.images_seen:,} images); run directory {result.run_dir}")
 
@@ -91,7 +100,7 @@ def cmd_probe(args) -> None:
     from catneuron.probe.report import table_rows
     from catneuron.probe.run import probe
     results = probe(args.run, _run_config(args), _pairs(args.compare, "--compare"), args.positives, args.negatives,
-                    device=_device(args), force=args.force)
+                    device=_device(args), force=args.force, progress=not args.no_progress)
     for name, task in results["tasks"].items():
         print(f"\n{name}: {task['set']['positives']:,} positives, {task['set']['negatives']:,} distractors")
         for label, _, paper, held in table_rows(task):
@@ -112,10 +121,65 @@ def cmd_report(args) -> None:
     print(f"report: {report(args.run, args.out)}")
 
 
+def cmd_classify_train(args) -> None:
+    from catneuron.classify.datasets import load_task
+    from catneuron.classify.experiment import train_one
+    from catneuron.train.checkpoint import load_model
+    if args.init == "pretrained" and not args.run:
+        raise CatneuronError("classify train: give the run directory of the trained network (or --init random/pixels)")
+    cfg = _run_config(args) if args.init == "pretrained" else build_config(args, "small")
+    if args.init == "pretrained":
+        cfg.model = load_model(args.run)[1].model
+    m, c = cfg.model, cfg.classify
+    data = load_task(args.task, m.input_size, m.channels, cfg.data.root, c.per_class, c.seed, not args.no_progress)
+    train, val = data.halves(c.seed)
+    result = train_one(args.init, args.run, cfg, train, val, Path(args.out),
+                       {"run": args.run, "task": args.task, "train_images": len(train), "validation_images": len(val)},
+                       progress=not args.no_progress)
+    tuned = f", fine-tuned {100 * result['finetuned']:.2f} %" if "finetuned" in result else ""
+    print(f"{args.task}: {len(data.classes)} classes; validation top-1 frozen {100 * result['frozen']:.2f} %{tuned}")
+    print(f"classifier: {Path(args.out) / 'classifier.safetensors'}")
+
+
+def cmd_classify_compare(args) -> None:
+    from catneuron.classify.experiment import compare, table_markdown
+    results = compare(args.run, args.task, _run_config(args), args.out, progress=not args.no_progress)
+    print(table_markdown(results))
+    print(f"results: {Path(args.out) / 'results.json'}")
+
+
+def cmd_classify_predict(args) -> None:
+    import csv
+
+    from tqdm import tqdm
+    from catneuron import load
+    from catneuron.data.images import IMAGE_SUFFIXES
+    clf = load(args.classifier, _device(args))
+    files = []
+    for item in map(Path, args.images):
+        if not item.exists():
+            raise CatneuronError(f"{item}: no such image file or folder")
+        files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if item.is_dir() else [item]
+    if not files:
+        raise CatneuronError(f"{', '.join(args.images)}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    writer = csv.writer(out)
+    writer.writerow(["file", "class", "score"])
+    for i in tqdm(range(0, len(files), 100), desc="predict", unit="batch", disable=args.no_progress or not args.out):
+        batch = files[i:i + 100]
+        scores = clf.scores(batch)
+        for path, row in zip(batch, scores):
+            k = int(row.argmax())
+            writer.writerow([str(path), clf.classes[k], f"{float(row[k]):.4f}"])
+    if args.out:
+        out.close()
+        print(f"{len(files):,} predictions: {args.out}")
+
+
 def cmd_demo(args) -> None:
     from catneuron.demo import demo
     page = demo(args.out, args.corpus, args.control, steps=args.steps, base=build_config(args, "small"),
-                workers=args.workers)
+                workers=args.workers, progress=not args.no_progress)
     print(f"report: {page}")
 
 
@@ -137,7 +201,8 @@ def _sources(args, specs):
 def cmd_data_frames(args) -> None:
     from catneuron.data.video import extract_frames
     report = extract_frames(Path(args.folder), Path(args.out), per_video=args.per_video, size=args.size,
-                            seed=args.seed, workers=args.workers, shard_size=args.shard_size)
+                            seed=args.seed, workers=args.workers, shard_size=args.shard_size,
+                            progress=not args.no_progress)
     print(f"{report.written:,} frames from {report.inputs - len(report.skipped):,} of {report.inputs:,} videos "
           f"in {args.out} ({len(report.skipped)} skipped, listed in {args.out}/report.json)")
 
@@ -145,7 +210,8 @@ def cmd_data_frames(args) -> None:
 def cmd_data_ingest(args) -> None:
     from catneuron.data.ingest import ingest
     report = ingest(_sources(args, args.sources), Path(args.out), size=args.size,
-                    near=None if args.near < 0 else args.near, workers=args.workers, shard_size=args.shard_size)
+                    near=None if args.near < 0 else args.near, workers=args.workers, shard_size=args.shard_size,
+                    progress=not args.no_progress)
     print(f"{report.written:,} images in {args.out}: {report.dropped:,} duplicates dropped, "
           f"{len(report.skipped):,} unreadable files skipped (listed in {args.out}/report.json)")
 
@@ -155,7 +221,7 @@ def cmd_data_compose(args) -> None:
     mix = parse_mix(args.mix) if args.mix else list(DEFAULT_MIX)
     cfg = build_config(args, "small")
     manifest = compose(mix, Path(args.out), size=args.size or DEFAULT_SIZE, seed=args.seed, count=args.count,
-                       root=cfg.data.root, shard_size=args.shard_size)
+                       root=cfg.data.root, shard_size=args.shard_size, progress=not args.no_progress)
     parts = ", ".join(f"{s['taken']:,} from {s['spec']} ({100 * s['taken'] / manifest['count']:.2f} %)"
                       for s in manifest["sources"])
     print(f"{manifest['count']:,} images ({manifest['size']}x{manifest['size']}) in {args.out}: {parts}")
@@ -169,7 +235,7 @@ def _detector(args):
 def cmd_data_audit(args) -> None:
     from catneuron.data.faces import audit
     report = audit(_sources(args, args.sources), patches=args.patches, patch_size=args.patch_size, size=args.size,
-                   seed=args.seed, workers=args.workers, detector=_detector(args))
+                   seed=args.seed, workers=args.workers, detector=_detector(args), progress=not args.no_progress)
     print(report.summary())
     if args.out:
         report.save(Path(args.out))
@@ -180,12 +246,12 @@ def cmd_data_control(args) -> None:
     recall = None
     if args.recall_set:
         known = audit(_sources(args, [args.recall_set]), patches=0, size=args.size, workers=args.workers,
-                      detector=_detector(args))
+                      detector=_detector(args), progress=not args.no_progress)
         recall = known.image_fraction
         print(f"detector recall on {args.recall_set}: {known.images_with_face:,} of {known.images:,} = "
               f"{100 * recall:.2f} %")
     manifest = control_corpus(_sources(args, args.sources), Path(args.out), size=args.size, workers=args.workers,
-                              detector=_detector(args), recall=recall)
+                              detector=_detector(args), recall=recall, progress=not args.no_progress)
     missed = f"; expected faces missed by the detector: {manifest['expected_missed_faces']:,}" if recall else ""
     print(f"{manifest['kept']:,} of {manifest['images']:,} images kept in {args.out}, {manifest['removed']:,} "
           f"removed ({manifest['removed_by_source']}){missed}")
@@ -203,7 +269,7 @@ def cmd_data_download(args) -> None:
         raise CatneuronError(f"unknown dataset {unknown[0]!r}; expected one of {', '.join(DATASETS)} or all")
     root = Path(args.root) if args.root else (_data_root(args) or default_download_root())
     for name in DATASETS if "all" in args.names else args.names:
-        counts = download(DATASETS[name], root, mirror=args.mirror)
+        counts = download(DATASETS[name], root, mirror=args.mirror, progress=not args.no_progress)
         print(f"{name}: " + ", ".join(f"{n:,} images in {root / s}" for s, n in counts.items()))
 
 
@@ -307,7 +373,18 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cpu, cuda, cuda:N or auto (train.device)")
     train.add_argument("--seed", type=int, help="train.seed")
     train.add_argument("--threads", type=int, help="CPU threads (train.threads)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dist = train.add_argument_group("distributed training (Downpour SGD on Ray; docs/distributed.md)")
+    dist.add_argument("--distributed", choices=["ray"], help="train with model replicas and parameter servers")
+    dist.add_argument("--replicas", type=int, default=2, help="model replicas, each on its part of the data")
+    dist.add_argument("--ps-shards", type=int, default=2, help="parameter-server shards")
+    dist.add_argument("--fetch-every", type=int, default=1, metavar="P", help="fetch parameters every P steps")
+    dist.add_argument("--push-every", type=int, default=1, metavar="G", help="push gradients every G steps")
+    dist.add_argument("--partitions", type=int, default=1, metavar="K",
+                      help="split each replica's locally connected layers into K spatial bands, one worker each")
+    dist.add_argument("--threads-per-replica", type=int, default=1)
+    dist.add_argument("--warm-start", type=int, default=0, metavar="STEPS",
+                      help="steps one replica trains alone before the others join")
+    dist.add_argument("--address", help="an existing Ray cluster (default: start Ray on this machine)")
     train.set_defaults(func=cmd_train)
 
     bench = sub.add_parser("bench", help="locally connected layer benchmark: ours vs naive vs Conv2d vs sgemm")
@@ -340,6 +417,32 @@ def parser() -> argparse.ArgumentParser:
     vis.add_argument("--positives", nargs="+")
     vis.add_argument("--negatives", nargs="+")
     vis.set_defaults(func=cmd_visualize)
+
+    cls = sub.add_parser("classify", help="supervised use of the features: classifiers on the top layer, then "
+                                          "fine-tuning (docs/classify.md)")
+    cls_sub = cls.add_subparsers(dest="classify_command", required=True)
+    task_help = "tiny-imagenet (200 wnids), four-way (faces/cat faces/bodies/natural) or a folder of class folders"
+    ctrain = cls_sub.add_parser("train", help="train a classifier on the features of a run and save it")
+    _config_args(ctrain, "small")
+    ctrain.add_argument("run", nargs="?", help="run directory of the trained network (not needed for --init pixels)")
+    ctrain.add_argument("--task", required=True, help=task_help)
+    ctrain.add_argument("--init", choices=["pretrained", "random", "pixels"], default="pretrained",
+                        help="start from the run's weights, the same architecture at random, or raw pixels")
+    ctrain.add_argument("--out", required=True, help="directory for classifier.safetensors")
+    ctrain.set_defaults(func=cmd_classify_train)
+    ccomp = cls_sub.add_parser("compare", help="the paper's table: pretrained vs random init vs raw pixels, "
+                                               "frozen and fine-tuned")
+    _config_args(ccomp, "small")
+    ccomp.add_argument("run")
+    ccomp.add_argument("--task", required=True, help=task_help)
+    ccomp.add_argument("--out", required=True, help="directory for results.json, table.md and the classifiers")
+    ccomp.set_defaults(func=cmd_classify_compare)
+    cpred = cls_sub.add_parser("predict", help="classify images or folders of images with a saved classifier")
+    _config_args(cpred, "small")
+    cpred.add_argument("classifier", help="directory written by classify train/compare")
+    cpred.add_argument("images", nargs="+", help="image files or folders")
+    cpred.add_argument("--out", help="CSV file (default: standard output)")
+    cpred.set_defaults(func=cmd_classify_predict)
 
     rep = sub.add_parser("report", help="one self-contained HTML page of the probe's results")
     rep.add_argument("run")

@@ -102,12 +102,27 @@ class ProbeConfig:
 
 
 @dataclass
+class ClassifyConfig:
+    """Supervised use of the features: linear classifiers on the top layer, then fine-tuning."""
+    loss: str = "one-vs-all"     # one-vs-all (independent logistic classifiers, the paper's) | softmax
+    l2: float = 0.0              # weight decay of the classifiers (the paper: none)
+    head_epochs: int = 30        # classifiers alone, network frozen
+    head_lr: float = 0.01        # Adam
+    finetune_epochs: int = 2     # then the whole network with the classifiers (0: frozen only)
+    finetune_lr: float = 0.0003  # Adam, network and classifiers
+    batch_size: int = 100
+    per_class: int = 0           # cap images per class (0: all)
+    seed: int = 0                # the split into halves and the training order
+
+
+@dataclass
 class Config:
     preset: str = "paper"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -329,6 +344,7 @@ CHOICES = {
     "model.kind": ("sparse", "sigmoid"),
     "data.preprocess": ("standardize", "none"),
     "train.optimizer": ("adagrad", "sgd"),
+    "classify.loss": ("one-vs-all", "softmax"),
 }
 
 
@@ -367,6 +383,15 @@ def validate(cfg: Config) -> Config:
     for key in ("linear_filters", "kmeans_centroids", "kmeans_images", "max_positives"):
         if getattr(p, key) < 0:
             raise ConfigError(f"probe.{key} must be >= 0, got {getattr(p, key)}")
+    c = cfg.classify
+    for key in ("head_epochs", "finetune_epochs", "per_class"):
+        if getattr(c, key) < 0:
+            raise ConfigError(f"classify.{key} must be >= 0, got {getattr(c, key)}")
+    for key in ("head_lr", "finetune_lr", "l2"):
+        if not getattr(c, key) >= 0:
+            raise ConfigError(f"classify.{key} must be >= 0, got {getattr(c, key)}")
+    if c.batch_size < 1:
+        raise ConfigError(f"classify.batch_size must be >= 1, got {c.batch_size}")
     if not (t.device in ("cpu", "cuda", "auto") or t.device.startswith("cuda:")):
         raise ConfigError(f"train.device = {t.device!r}; expected cpu, cuda, cuda:N or auto")
     return cfg

@@ -1,0 +1,1 @@
+"""Supervised use of the learned features: classifiers on the top layer, then fine-tuning."""
