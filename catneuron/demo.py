@@ -8,7 +8,7 @@
 
 Every step is skipped when its output exists (a killed demo resumes; training resumes from its
 checkpoint). The budget is set in steps (`--steps`, per network); at the default the demo takes
-about 25 minutes on 2 CPU cores (docs/RESULTS.md).
+about 27 minutes on 2 CPU cores (docs/RESULTS.md).
 """
 from __future__ import annotations
 

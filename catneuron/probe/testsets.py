@@ -61,6 +61,11 @@ def _cache_dir() -> Path:
     return Path(root) / "testsets"
 
 
+# How test images are prepared; part of every cache key (of the sets, and of the probe's scores
+# through the set's meta), so changing the preparation invalidates what was computed before.
+PREPARATION = "letterbox, distractors aspect-matched"
+
+
 def _crop_to_aspect(img, aspect: float):
     """The largest centred crop of a PIL image with width / height = aspect."""
     w, h = img.size
@@ -112,7 +117,7 @@ def build(task: Task, size: int, channels: int = 3, root: str | None = None, see
     want_neg = min(n_neg, int(n_pos * (1 - positive_fraction) / positive_fraction))
     want_pos = min(n_pos, int(round(want_neg * positive_fraction / (1 - positive_fraction))))
     key = hashlib.sha256(json.dumps([task.name, list(task.positives), list(task.negatives), str(base), size, channels,
-                                     seed, want_pos, want_neg, "aspect-matched"]).encode()).hexdigest()[:16]
+                                     seed, want_pos, want_neg, PREPARATION]).encode()).hexdigest()[:16]
     path = _cache_dir() / f"{key}.npz"
     if use_cache and path.exists():
         z = np.load(path, allow_pickle=False)
@@ -128,7 +133,7 @@ def build(task: Task, size: int, channels: int = 3, root: str | None = None, see
         idx = np.flatnonzero(labels == cls)
         val[rng.permutation(idx)[: len(idx) // 2]] = True
     meta = {"task": task.name, "positives": list(task.positives), "negatives": list(task.negatives),
-            "size": size, "seed": seed, "positive_fraction_target": positive_fraction}
+            "size": size, "seed": seed, "positive_fraction_target": positive_fraction, "key": key}
     ts = TestSet(task.name, images, labels, val, pos_origins + neg_origins, meta)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,6 +81,14 @@ def test_model_parallel_replicas_on_ray_band_workers(local_ray, data, tmp_path):
     assert result.step == 30 and rows[-1]["loss"] < rows[0]["loss"]
 
 
+def test_warm_start_trains_one_replica_alone_first(local_ray, data, tmp_path):
+    settings = DistributedSettings(replicas=2, shards=2, chunk=5, warm_start=20)
+    DistributedTrainer(_cfg(data, 50), tmp_path / "run", settings, progress=False).run()
+    rows = [r for r in _rows(tmp_path / "run") if "loss" in r]
+    assert {r["replica"] for r in rows if r["step"] <= 20} == {0}
+    assert {r["replica"] for r in rows if r["step"] > 20} == {0, 1}
+
+
 def test_resume_after_the_whole_job_is_killed(local_ray, data, tmp_path):
     settings = DistributedSettings(replicas=2, shards=2, chunk=10)
     DistributedTrainer(_cfg(data, 40), tmp_path / "run", settings, progress=False).run()
