@@ -75,7 +75,6 @@ def scale_translation_curves(probe: Probe, faces: np.ndarray) -> dict[str, dict]
 def head_turn_frames(folder: Path, size: int) -> dict[str, dict]:
     """clip name -> {"frames": uint8 (T, size, size, 3) head crops, "times": [...], "frontal": [bool]}."""
     from catneuron.data.faces import FaceDetector
-    from catneuron.data.video import read_frames
     import av
     detector = FaceDetector()
     clips = {}

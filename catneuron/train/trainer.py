@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from catneuron.config import Config, validate
+from catneuron.config import Config, from_dict, validate
 from catneuron.data.preprocess import to_tensor
 from catneuron.data.loader import ImageStream, StreamState
 from catneuron.data.sources import resolve_all
@@ -104,7 +104,8 @@ class Trainer:
             raise CatneuronError(f"run directory {self.run_dir} already has checkpoints; pass --resume to continue "
                                  f"it or choose another --out")
         if self.resume and (self.run_dir / "config.json").exists():
-            saved = json.loads((self.run_dir / "config.json").read_text())
+            # Through from_dict, so settings added since the run started compare at their defaults.
+            saved = from_dict(json.loads((self.run_dir / "config.json").read_text())).to_dict()
             if saved["model"] != self.cfg.to_dict()["model"]:
                 raise CatneuronError(f"--resume: the model settings differ from those of {self.run_dir}/config.json")
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,8 @@
-import json
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from catneuron import config as C

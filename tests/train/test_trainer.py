@@ -1,5 +1,4 @@
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -101,6 +100,15 @@ def test_resume_refuses_a_different_model(tmp_path, shards):
     cfg.model.sparsity = 0.5
     with pytest.raises(CatneuronError, match="model settings differ"):
         Trainer(cfg, tmp_path / "run", resume=True, progress=False).run()
+
+
+def test_resume_accepts_a_run_saved_before_a_setting_existed(tmp_path, shards):
+    Trainer(_cfg([shards], 2), tmp_path / "run", progress=False).run()
+    path = tmp_path / "run" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["model"]["kind"]                      # as written by a version without that setting
+    path.write_text(json.dumps(saved))
+    assert Trainer(_cfg([shards], 4), tmp_path / "run", resume=True, progress=False).run().step == 4
 
 
 def test_checkpoints_are_pruned_and_never_partial(tmp_path, shards):
