@@ -48,7 +48,8 @@ def build(name: str, directory: Path | None = None) -> Path:
     """Compile kernels/<name>.cpp if it is not cached yet; returns the library's path. Raises on failure."""
     source = KERNELS / f"{name}.cpp"
     directory = directory or cache_dir()
-    key = hashlib.sha256(source.read_bytes() + " ".join(_compile_command(Path("s"), Path("x"))).encode()
+    headers = b"".join(h.read_bytes() for h in sorted(KERNELS.glob("*.h")))   # included by the sources
+    key = hashlib.sha256(source.read_bytes() + headers + " ".join(_compile_command(Path("s"), Path("x"))).encode()
                          + _cpu_signature().encode())
     target = directory / f"{name}-{key.hexdigest()[:16]}.so"
     if target.exists():

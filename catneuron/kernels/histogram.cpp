@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <thread>
-#include <vector>
+
+#include "parallel.h"
 
 extern "C" void catneuron_histogram(const float* acts, const int64_t* classes, const float* lo, const float* scale,
                                     int32_t* counts, int64_t B, int64_t U, int64_t bins, int threads) {
@@ -29,13 +29,5 @@ extern "C" void catneuron_histogram(const float* acts, const int64_t* classes, c
       }
     }
   };
-  threads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, blocks));
-  std::vector<std::thread> pool;
-  const int64_t chunk = (blocks + threads - 1) / threads;
-  for (int t = 1; t < threads; ++t) {
-    const int64_t b = t * chunk, e = std::min(blocks, b + chunk);
-    if (b < e) pool.emplace_back(work, b, e);
-  }
-  work(0, std::min(blocks, chunk));
-  for (auto& t : pool) t.join();
+  parallel_for(blocks, threads, work);
 }

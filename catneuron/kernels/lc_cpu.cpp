@@ -19,8 +19,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <thread>
-#include <vector>
+
+#include "parallel.h"
 
 #if defined(__AVX512F__)
 #define VLEN 16
@@ -150,23 +150,6 @@ static void weight_grad_tile(const Geometry& g, const float* xt, const float* y,
 // Widest tile (in vectors) that fits the accumulator budget for `rows` broadcast rows.
 static inline int tile_vectors(int rows, int64_t vectors_left) {
   return (int)std::min<int64_t>(std::min(MAX_NV, ACC_REGS / rows), vectors_left);
-}
-
-template <typename F>
-static void parallel_for(int64_t n, int threads, F f) {
-  threads = (int)std::max<int64_t>(1, std::min<int64_t>(threads, n));
-  if (threads == 1) {
-    f(0, n);
-    return;
-  }
-  std::vector<std::thread> pool;
-  const int64_t chunk = (n + threads - 1) / threads;
-  for (int t = 1; t < threads; ++t) {
-    const int64_t b = t * chunk, e = std::min(n, b + chunk);
-    if (b < e) pool.emplace_back(f, b, e);
-  }
-  f(0, std::min(n, chunk));
-  for (auto& t : pool) t.join();
 }
 
 extern "C" {
