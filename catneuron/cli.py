@@ -124,12 +124,12 @@ def cmd_report(args) -> None:
 def cmd_classify_train(args) -> None:
     from catneuron.classify.datasets import load_task
     from catneuron.classify.experiment import train_one
-    from catneuron.train.checkpoint import load_model
+    from catneuron.train.checkpoint import model_config
     if args.init == "pretrained" and not args.run:
         raise CatneuronError("classify train: give the run directory of the trained network (or --init random/pixels)")
     cfg = _run_config(args) if args.init == "pretrained" else build_config(args, "small")
     if args.init == "pretrained":
-        cfg.model = load_model(args.run)[1].model
+        cfg.model = model_config(args.run).model
     m, c = cfg.model, cfg.classify
     data = load_task(args.task, m.input_size, m.channels, cfg.data.root, c.per_class, c.seed, not args.no_progress)
     train, val = data.halves(c.seed)
@@ -154,12 +154,13 @@ def cmd_classify_predict(args) -> None:
     from tqdm import tqdm
     from catneuron import load
     from catneuron.data.images import IMAGE_SUFFIXES
+    from catneuron.data.sources import images_under
     clf = load(args.classifier, _device(args))
     files = []
     for item in map(Path, args.images):
         if not item.exists():
             raise CatneuronError(f"{item}: no such image file or folder")
-        files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if item.is_dir() else [item]
+        files += images_under(item) if item.is_dir() else [item]
     if not files:
         raise CatneuronError(f"{', '.join(args.images)}: no images ({', '.join(IMAGE_SUFFIXES)})")
     out = open(args.out, "w", newline="") if args.out else sys.stdout

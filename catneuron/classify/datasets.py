@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from catneuron.data.images import IMAGE_SUFFIXES, decode, fit_inside
-from catneuron.data.sources import data_root, iter_records, resolve_all
+from catneuron.data.sources import data_root, images_under, iter_records, resolve_all
 from catneuron.errors import DataError
 
 
@@ -116,7 +116,7 @@ def from_folders(folder: str | Path, size: int, channels: int = 3, per_class: in
         raise DataError(f"{folder}: not a folder (expected one sub-folder of images per class)")
     groups = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        files = sorted(p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = images_under(sub)
         if not files:
             raise DataError(f"{sub}: class folder has no images ({', '.join(IMAGE_SUFFIXES)})")
         groups[sub.name] = [(p, str(p)) for p in files]

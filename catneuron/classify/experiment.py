@@ -21,7 +21,7 @@ from catneuron.classify.model import Classifier
 from catneuron.classify.train import accuracy, finetune, fit_head
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.provenance import environment
-from catneuron.train.checkpoint import load_model
+from catneuron.train.checkpoint import load_model, model_config
 from catneuron.train.trainer import _write_json, resolve_device
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,8 @@ def compare(run: str | Path, task: str, cfg: C.Config, out: str | Path, inits=tu
     """The table for one task: every starting point in `inits`; results.json and table.md in `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _, run_cfg = load_model(run)
     cfg = copy.deepcopy(cfg)
-    cfg.model = run_cfg.model                       # random init = the trained run's architecture
+    cfg.model = model_config(run).model             # random init = the trained run's architecture
     m = cfg.model
     data = load_task(task, m.input_size, m.channels, cfg.data.root, cfg.classify.per_class, cfg.classify.seed,
                      progress)

@@ -52,7 +52,8 @@ class Source:
         return self.shards + self.images
 
 
-def _images_under(folder: Path) -> list[Path]:
+def images_under(folder: Path) -> list[Path]:
+    """Image files under `folder` (recursive), sorted."""
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
@@ -69,7 +70,7 @@ def resolve(spec: str, root: Path | None = None) -> Source:
         shards = sorted(p for p in path.iterdir() if is_shard(p))
         if shards:
             return Source(spec, shards=shards)
-        images = _images_under(path)
+        images = images_under(path)
         if not images:
             raise DataError(f"data source {spec}: folder contains no shards and no images "
                             f"({', '.join(IMAGE_SUFFIXES)})")

@@ -105,11 +105,8 @@ def read_metadata(path: Path) -> dict:
     return meta
 
 
-def load_model(path: str | Path, device="cpu"):
-    """(model, config) from a run directory (its final weights, else its newest checkpoint) or from
-    a .safetensors file written by the trainer."""
-    from catneuron import config as C
-    from catneuron.nn.autoencoder import DeepSparseAutoencoder
+def _weights_file(path: str | Path) -> Path:
+    """A run directory's final weights, else its newest checkpoint's; or the file itself."""
     path = Path(path)
     if path.is_dir():
         final = path / "model.safetensors"
@@ -117,11 +114,25 @@ def load_model(path: str | Path, device="cpu"):
         path = final if final.exists() else (newest / "model.safetensors" if newest else final)
     if not path.exists():
         raise CatneuronError(f"{path}: no trained weights (expected a run directory or a model.safetensors)")
+    return path
+
+
+def model_config(path: str | Path):
+    """The Config stored with a run's weights (see load_model), without loading the weights."""
+    from catneuron import config as C
+    path = _weights_file(path)
     try:
-        meta = read_metadata(path)
-        cfg = C.from_dict(meta["config"])
+        return C.from_dict(read_metadata(path)["config"])
     except (OSError, KeyError, ValueError) as err:
         raise CatneuronError(f"{path}: not a catneuron model ({err})") from None
+
+
+def load_model(path: str | Path, device="cpu"):
+    """(model, config) from a run directory (its final weights, else its newest checkpoint) or from
+    a .safetensors file written by the trainer."""
+    from catneuron.nn.autoencoder import DeepSparseAutoencoder
+    path = _weights_file(path)
+    cfg = model_config(path)
     model = DeepSparseAutoencoder(cfg.model, device=device)
     model.load_state_dict(load_file(str(path), device=str(device)))
     return model.eval(), cfg

@@ -96,7 +96,7 @@ def _check_reachable(address: str) -> None:
         raise CatneuronError(f"Ray: no cluster reachable at {address} ({err})") from None
 
 
-def connect(address: str | None, num_cpus: int | None = None, object_store_mb: int | None = None) -> None:
+def connect(address: str | None, object_store_mb: int | None = None) -> None:
     """ray.init once per process; a clear error when no cluster answers at `address`."""
     import ray
     if ray.is_initialized():
@@ -106,11 +106,8 @@ def connect(address: str | None, num_cpus: int | None = None, object_store_mb: i
     kwargs = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
     if address:
         kwargs["address"] = address
-    else:
-        if num_cpus:
-            kwargs["num_cpus"] = num_cpus
-        if object_store_mb:
-            kwargs["object_store_memory"] = object_store_mb * 1024 * 1024
+    elif object_store_mb:
+        kwargs["object_store_memory"] = object_store_mb * 1024 * 1024
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
@@ -135,7 +132,7 @@ class DistributedTrainer:
         for r in range(s.replicas):        # a clear error here rather than replicas dying at start
             replica_sources(cfg, r, s.replicas)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        connect(s.address, num_cpus=None, object_store_mb=s.object_store_mb)
+        connect(s.address, s.object_store_mb)
 
         torch.manual_seed(cfg.train.seed)
         model = DeepSparseAutoencoder(cfg.model)

@@ -8,6 +8,15 @@ from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.train.distributed.partition import SpatialPartition, bands
 
 
+def _assert_same_objective_and_gradients(whole, split, x):
+    a, b = whole.objective(x), split.objective(x)
+    torch.testing.assert_close(b.total, a.total, rtol=1e-5, atol=1e-4)
+    a.total.backward()
+    b.total.backward()
+    for (name, p), (_, q) in zip(whole.named_parameters(), split.named_parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
 def test_bands_cover_the_rows_once():
     for rows, parts in ((16, 3), (10, 4), (5, 5), (7, 2)):
         b = bands(rows, parts)
@@ -26,12 +35,7 @@ def test_partitioned_forward_and_backward_equal_the_whole_model(parts, cross):
     split = copy.deepcopy(whole)
     SpatialPartition(split, parts)
     x = torch.randn(6, 3, 24, 24)
-    a, b = whole.objective(x), split.objective(x)
-    torch.testing.assert_close(b.total, a.total, rtol=1e-5, atol=1e-4)
-    a.total.backward()
-    b.total.backward()
-    for (name, p), (_, q) in zip(whole.named_parameters(), split.named_parameters()):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-4, msg=name)
+    _assert_same_objective_and_gradients(whole, split, x)
     for oa, ob in zip(whole(x), split(x)):
         torch.testing.assert_close(ob.normalized, oa.normalized, rtol=1e-5, atol=1e-5)
 
@@ -56,10 +60,4 @@ def test_partitions_on_ray_actors_equal_the_whole_model(local_ray):
     whole = DeepSparseAutoencoder(C.preset("tiny").model)
     split = copy.deepcopy(whole)
     SpatialPartition(split, 2, ray_workers(2, cpus_each=0))
-    x = torch.randn(4, 3, 20, 20)
-    a, b = whole.objective(x), split.objective(x)
-    torch.testing.assert_close(b.total, a.total, rtol=1e-5, atol=1e-4)
-    a.total.backward()
-    b.total.backward()
-    for (name, p), (_, q) in zip(whole.named_parameters(), split.named_parameters()):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-4, msg=name)
+    _assert_same_objective_and_gradients(whole, split, torch.randn(4, 3, 20, 20))
