@@ -49,7 +49,7 @@ def cmd_info(args) -> None:
     from catneuron.nn.accounting import describe
     cfg = build_config(args, "paper")
     print(f"preset {cfg.preset}")
-    print(describe(cfg.model, args.batch_size or cfg.train.batch_size))
+    print(describe(cfg.model, args.batch_size or cfg.train.batch_size, cfg.train.optimizer))
 
 
 def cmd_train(args) -> None:

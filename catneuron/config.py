@@ -51,6 +51,15 @@ class ModelConfig:
     # Which weights are renormalized to unit L2 norm per feature after each step; without it the
     # sparsity term is cheated by shrinking the encoder while the decoder grows.
     norm_constraint: str = "decoder"   # decoder | encoder | both | none
+    # Scale of the initial encoder weights, in units of 1/sqrt(fan in). The gradients of W1 lie in
+    # the span of the data, so whatever part of the initialization the data barely excite (most of
+    # a white-noise filter, for natural images) is never unlearned: a small start leaves the
+    # filters to what the data put there. See docs/architecture.md, "Making it learn".
+    encoder_init: float = 1.0
+    # random: N(0, 1/fan in) bases, renormalized. zero: the decoder starts empty and its first
+    # gradient steps (the residual times the code) give each basis its direction; with the
+    # unit-norm constraint a random start is otherwise kept at full norm for ever.
+    decoder_init: str = "random"
     # False: each stage's input is a constant for its own objective, so a stage's weights move
     # only by its own objective (all stages still train at the same time on the summed loss).
     # True: the exact gradient of the summed objective, which also reaches the stages below.
@@ -75,9 +84,12 @@ class DataConfig:
 class TrainConfig:
     batch_size: int = 100
     steps: int = 2000
-    optimizer: str = "adagrad"   # adagrad (DistBelief's) | sgd
+    optimizer: str = "adagrad"   # adagrad (DistBelief's) | sgd | adam
     lr: float = 0.002            # Adagrad's first steps move every weight by ~lr: keep it well below 1/sqrt(r*r*C)
     momentum: float = 0.0        # sgd only
+    # Decoupled weight decay, per step w <- w (1 - lr * weight_decay) (AdamW's form): removes what
+    # the data do not support. Decoder bases under the unit-norm constraint are unaffected.
+    weight_decay: float = 0.0
     seed: int = 0
     device: str = "cpu"          # cpu | cuda | cuda:N | auto
     threads: int = 0             # CPU threads; 0 = PyTorch's default
@@ -135,22 +147,32 @@ def _stages(n: int, **kw) -> list[StageConfig]:
     return [StageConfig(**kw) for _ in range(n)]
 
 
+def _learns(cfg: Config) -> Config:
+    """The start and optimizer that make the network learn (docs/RESULTS.md, "Making the network
+    learn"): a small encoder start, an empty decoder, Adam and weight decay. The paper's Adagrad
+    from a full-scale random start leaves the filters at their initialization."""
+    cfg.model.encoder_init, cfg.model.decoder_init = 0.01, "zero"
+    cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay = "adam", 0.001, 5.0
+    return cfg
+
+
 def _paper() -> Config:
     # Strides are not published. Stride 1 everywhere gives 1.22 billion encoder connections
     # (see docs/architecture.md for the arithmetic), the paper's "1 billion", and top units
     # that see 60-76 of the 200 pixels, consistent with its face audit on 60x60 patches.
-    return Config("paper", ModelConfig(input_size=200, channels=3, stages=_stages(3)))
+    return _learns(Config("paper", ModelConfig(input_size=200, channels=3, stages=_stages(3))))
 
 
 def _small() -> Config:
     # The CPU preset for the laptop reproduction; docs/RESULTS.md has the throughput behind it.
-    return Config("small",
+    cfg = Config("small",
                   ModelConfig(input_size=64, channels=3,
                               stages=[StageConfig(maps=8, receptive_field=12, pool_size=5, lcn_size=5),
                                       StageConfig(maps=8, receptive_field=12, pool_size=5, lcn_size=5),
                                       StageConfig(maps=8, receptive_field=12, pool_size=5, lcn_size=5)]),
                   data=DataConfig(train=["corpora/default"]),
                   train=TrainConfig(steps=3000, checkpoint_every=250))
+    return _learns(cfg)
 
 
 def _tiny() -> Config:
@@ -342,8 +364,9 @@ CHOICES = {
     "model.norm_constraint": ("decoder", "encoder", "both", "none"),
     "model.backend": ("auto", "native", "torch"),
     "model.kind": ("sparse", "sigmoid"),
-    "data.preprocess": ("standardize", "none"),
-    "train.optimizer": ("adagrad", "sgd"),
+    "model.decoder_init": ("random", "zero"),
+    "data.preprocess": ("standardize", "whiten", "lcn", "none"),
+    "train.optimizer": ("adagrad", "sgd", "adam"),
     "classify.loss": ("one-vs-all", "softmax"),
 }
 
@@ -361,9 +384,11 @@ def validate(cfg: Config) -> Config:
         if value not in allowed:
             raise ConfigError(f"{key} = {value!r}; expected one of {', '.join(allowed)}")
     for key, value, lo in (("model.sparsity", m.sparsity, 0), ("model.eps", m.eps, 0), ("model.lcn_c", m.lcn_c, 0),
-                           ("train.lr", t.lr, 0)):
+                           ("train.lr", t.lr, 0), ("train.weight_decay", t.weight_decay, 0)):
         if not value >= lo:
             raise ConfigError(f"{key} must be >= {lo}, got {value}")
+    if not m.encoder_init > 0:
+        raise ConfigError(f"model.encoder_init must be > 0, got {m.encoder_init}")
     if m.eps <= 0:
         raise ConfigError(f"model.eps must be > 0 (it keeps the pooling gradient finite), got {m.eps}")
     for key in ("batch_size", "steps", "checkpoint_every", "log_every"):

@@ -24,7 +24,8 @@ def test_paper_counts_match_hand_computation():
     assert c.connections == sum(w1) == 1_216_858_464
     assert c.parameters == 2 * sum(w1)
     mem = c.memory(100)
-    assert mem["weights"] == mem["adagrad_state"] == 4 * 2 * sum(w1)
+    assert mem["weights"] == mem["optimizer_state"] == 4 * 2 * sum(w1)
+    assert c.memory(100, "adam")["optimizer_state"] == 2 * mem["weights"]
     per_image = (8 * 183 ** 2 + 2 * 8 * 179 ** 2 + 3 * 200 ** 2) + (8 * 162 ** 2 + 2 * 8 * 158 ** 2 + 8 * 179 ** 2) \
         + (8 * 141 ** 2 + 2 * 8 * 137 ** 2 + 8 * 158 ** 2)
     assert mem["activations"] == 100 * 4 * per_image
@@ -56,7 +57,7 @@ def test_overrides_and_files(tmp_path):
     (["model.stages.0.receptive_field=80"], "model.stages.0.receptive_field = 80 is larger than"),
     (["model.stages.1.stride=0"], "model.stages.1.stride must be >= 1"),
     (["model.stages.2.pool_size=40"], "model.stages.2.pool_size = 40 is larger"),
-    (["train.optimizer=adam"], "train.optimizer = 'adam'; expected one of adagrad, sgd"),
+    (["train.optimizer=rmsprop"], "train.optimizer = 'rmsprop'; expected one of adagrad, sgd, adam"),
     (["train.lr=fast"], "train.lr: expected a number"),
     (["model.nope=1"], "unknown setting 'nope'"),
     (["train.lr"], "expected key=value"),

@@ -65,11 +65,15 @@ class ModelCount:
     def train_flops(self) -> int:
         return sum(s.train_flops(self.cfg.cross_stage_grad and k > 0) for k, s in enumerate(self.stages))
 
-    def memory(self, batch: int) -> dict[str, int]:
-        """Bytes for training at this batch size (float32)."""
+    def memory(self, batch: int, optimizer: str = "adagrad") -> dict[str, int]:
+        """Bytes for training at this batch size (float32); the optimizer keeps one tensor the
+        size of the weights per state (Adagrad: 1, Adam: 2, plain SGD: 0, with momentum 1)."""
         p = self.parameters * FLOAT_BYTES
-        return {"weights": p, "gradients": p, "adagrad_state": p,
+        return {"weights": p, "gradients": p, "optimizer_state": p * OPTIMIZER_STATES.get(optimizer, 1),
                 "activations": batch * FLOAT_BYTES * sum(s.activations() for s in self.stages)}
+
+
+OPTIMIZER_STATES = {"adagrad": 1, "adam": 2, "sgd": 1}
 
 
 def count(cfg: ModelConfig) -> ModelCount:
@@ -118,7 +122,7 @@ def _bytes(n: int) -> str:
     return f"{n:.3g} PiB"
 
 
-def describe(cfg: ModelConfig, batch: int = 100) -> str:
+def describe(cfg: ModelConfig, batch: int = 100, optimizer: str = "adagrad") -> str:
     c = count(cfg)
     fields = receptive_fields(cfg)
     lines = [f"input {cfg.input_size}x{cfg.input_size}x{cfg.channels}, {len(c.stages)} stages "
@@ -133,12 +137,12 @@ def describe(cfg: ModelConfig, batch: int = 100) -> str:
         _, hp, _ = s.pool_shape
         lines.append(f"{k + 1:<6}{f'{hi}x{hi}x{ci}':>14}{f'{ho}x{ho}x{m}':>14}{f'{hp}x{hp}x{m}':>12}"
                      f"{s.encoder_params:>19,}{s.decoder_params:>16,}{f['filter']:>6}-{f['lcn']:<4}")
-    mem = c.memory(batch)
+    mem = c.memory(batch, optimizer)
     lines += ["",
               f"encoder connections (W1):     {c.connections:,}",
               f"trainable parameters (W1+W2): {c.parameters:,}",
               f"memory at batch {batch} (float32): weights {_bytes(mem['weights'])}, gradients "
-              f"{_bytes(mem['gradients'])}, Adagrad state {_bytes(mem['adagrad_state'])}, activations "
+              f"{_bytes(mem['gradients'])}, {optimizer} state {_bytes(mem['optimizer_state'])}, activations "
               f"{_bytes(mem['activations'])} (all sublayer outputs and reconstructions); total "
               f"{_bytes(sum(mem.values()))}",
               f"FLOPs per image: features (encoder + pooling) {_human(c.forward_flops())}, "

@@ -14,6 +14,7 @@ from catneuron.nn.stage import Stage, StageOutput
 class Objective(NamedTuple):
     total: torch.Tensor            # sum over stages of reconstruction + lambda * sparsity
     stages: list[StageLoss]
+    codes: list[torch.Tensor]      # each stage's filter outputs W1^T x, (N, M, Ho, Wo)
 
 
 class DeepSparseAutoencoder(nn.Module):
@@ -30,7 +31,16 @@ class DeepSparseAutoencoder(nn.Module):
                   st.lcn_size, lcn=cfg.lcn, tied_weights=cfg.tied_weights, eps=cfg.eps, lcn_c=cfg.lcn_c,
                   backend=cfg.backend, kind=cfg.kind, device=device, dtype=dtype)
             for g, st in zip(geometry(cfg), cfg.stages))
+        self._initialize()
         self.project_()
+
+    @torch.no_grad()
+    def _initialize(self) -> None:
+        """The start ModelConfig.encoder_init and decoder_init ask for (on top of each layer's N(0, 1/fan in))."""
+        for stage in self.stages:
+            stage.encoder.weight.mul_(self.cfg.encoder_init)
+            if self.cfg.decoder_init == "zero" and stage.decoder is not None:
+                stage.decoder.weight.zero_()
 
     def forward(self, x: torch.Tensor) -> list[StageOutput]:
         """All sublayer activations, stage by stage (the probe reads every one of them)."""
@@ -43,15 +53,16 @@ class DeepSparseAutoencoder(nn.Module):
 
     def objective(self, x: torch.Tensor) -> Objective:
         """Summed stage objectives on a batch; see ModelConfig.cross_stage_grad for what reaches which stage."""
-        losses = []
+        losses, codes = [], []
         for stage in self.stages:
             if not self.cfg.cross_stage_grad:
                 x = x.detach()
             out = stage(x)
             losses.append(stage_loss(x, out.pooled, stage.reconstruct(out)))
+            codes.append(out.filtered)
             x = out.normalized
         total = sum(loss.total(self.cfg.sparsity) for loss in losses)
-        return Objective(total, losses)
+        return Objective(total, losses, codes)
 
     @torch.no_grad()
     def project_(self) -> None:

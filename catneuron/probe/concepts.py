@@ -28,7 +28,7 @@ class ConceptImages:
 
 def load_concepts(size: int, root: str | None = None, per_set: int = 500, seed: int = 0, per_class: int | None = None,
                   classes_from: str = "natural-64/val",
-                  sets: tuple[tuple[str, str], ...] = (("faces", "faces-200/test"), ("cat faces", "catfaces/test"),
+                  sets: tuple[tuple[str, str], ...] = (("faces", "lfw/test"), ("cat faces", "catfaces/test"),
                                                        ("bodies", "bodies/test"))) -> ConceptImages:
     base = data_root(root)
     rng = np.random.default_rng(seed)

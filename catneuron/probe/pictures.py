@@ -2,7 +2,9 @@
 
 For each test set: the best trained neuron's response histogram (balanced), its top 48 test
 stimuli, and its optimal stimulus (plain and regularized); for faces also the invariance curves;
-and the concept scan. Writes RUN/probe/pictures/*.png and RUN/probe/pictures.json.
+the filter galleries of every stage beside those of the initialization, the training curves
+(catneuron.probe.filters); and the concept scan. Writes RUN/probe/pictures/*.png and
+RUN/probe/pictures.json.
 """
 from __future__ import annotations
 
@@ -11,19 +13,24 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from catneuron.config import Config
 from catneuron.data.jobs import write_json
 from catneuron.data.sources import data_root, iter_records, resolve_all
 from catneuron.data.images import decode, fit_inside
+from catneuron.data.preprocess import to_tensor
 from catneuron.errors import CatneuronError
+from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.probe import testsets
 from catneuron.probe.concepts import load_concepts, scan
 from catneuron.probe.detectors import NetworkDetectors
+from catneuron.probe.filters import galleries, structure_summary, training_curves_png
 from catneuron.probe.invariance import Probe, curves_pngs, head_turn_frames, orl_png, rotation_png, \
     scale_translation_curves
-from catneuron.probe.run import _safe, tasks_of
-from catneuron.probe.visualize import grid_png, histogram_png, neuron_response, optimal_stimulus, to_image
+from catneuron.probe.run import _safe, tasks_of, training_sample
+from catneuron.probe.visualize import grid_png, histogram_png, input_norm, neuron_response, optimal_stimulus, \
+    to_image
 from catneuron.train.checkpoint import load_model
 
 log = logging.getLogger(__name__)
@@ -85,12 +92,18 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
             [ts.images[i] for i in order], 8, f"top 48 test stimuli ({int(ts.labels[order].sum())} positives)"))
         pics["top_positive_fraction"] = float(ts.labels[order].mean())
         f = neuron_response(det, candidate)
-        stimuli = []
-        for regularize in (False, True):
-            opt = optimal_stimulus(f, (C, S, S), steps=steps, seed=cfg.probe.seed, regularize=regularize)
-            stimuli.append((to_image(opt.image), opt))
+        norm = input_norm(det, ts.images[:200])
+        # Plain ascent from a random start and from the top test stimulus (the better is kept: the
+        # response is not concave, and a random start may end in a poorer local optimum); the
+        # regularized one from the random start.
+        top_input = det.canvases(ts.images[order[:1]])[det.positions.index(tuple(best["placement"]))]
+        plain = max((optimal_stimulus(f, (C, S, S), steps=steps, seed=cfg.probe.seed, norm=norm, start=start)
+                     for start in (None, top_input)), key=lambda o: o.response)
+        regularized = optimal_stimulus(f, (C, S, S), steps=steps, seed=cfg.probe.seed, regularize=True, norm=norm)
+        stimuli = [(to_image(o.image), o) for o in (plain, regularized)]
         pics["optimal"] = _write(folder, f"{name}-optimal", grid_png(
             [s for s, _ in stimuli], 2, "optimal stimulus: plain / regularized (jitter, blur)", scale=2.2))
+        pics["optimal_norm"] = norm
         pics["optimal_response"] = [o.response for _, o in stimuli]
         pics["optimal_start_response"] = [o.start_response for _, o in stimuli]
         pics["max_test_response"] = float(responses.max())
@@ -98,11 +111,34 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
             pics.update(_invariance(folder, det, candidate, ts, cfg, pre))
         out["tasks"][task.name] = pics
         log.info("pictures for %s: %s", task.name, best["detector"])
+    out["filters"] = _filters(folder, run, model, cfg, device)
     if concepts:
         det = NetworkDetectors(model, cfg.model, "whole", 1, pre, device)
         out["concepts"] = scan(det, load_concepts(S, cfg.data.root, seed=cfg.probe.seed, per_class=concept_images))
     write_json(run / "probe" / "pictures.json", out)
     return out
+
+
+FILTER_IMAGES = 2000        # training images the top-patch galleries are drawn from
+
+
+def _filters(folder: Path, run: Path, model, cfg: Config, device) -> dict:
+    """Filter galleries of the trained network and of its initialization, and the training curves."""
+    torch.manual_seed(cfg.train.seed)            # the initialization training started from
+    init = DeepSparseAutoencoder(cfg.model, device=device).eval()
+    images, _ = training_sample(cfg, FILTER_IMAGES, cfg.probe.seed + 3)
+    x = to_tensor(images, cfg.data.preprocess).to(device)
+    pics = {name: _write(folder, f"filters-{name}", data) for name, data in galleries(model, init, x).items()}
+    pics["structure"] = {f"stage{k}": {"trained": structure_summary(st.encoder.weight),
+                                       "init": structure_summary(st0.encoder.weight)}
+                         for k, (st, st0) in enumerate(zip(model.stages, init.stages), start=1)}
+    metrics = run / "metrics.jsonl"
+    if metrics.exists():
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        curves = training_curves_png(rows)
+        if curves is not None:
+            pics["training_curves"] = _write(folder, "training-curves", curves)
+    return pics
 
 
 def _invariance(folder: Path, det, candidate, ts, cfg, pre) -> dict:

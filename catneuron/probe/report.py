@@ -20,7 +20,7 @@ PAPER = {
     "bodies": {"all negative": 64.8, "linear filter": 68.1, "best neuron": 76.7},
 }
 
-SECTIONS = ["summary", "table1", "sublayers", "neurons", "concepts", "provenance"]
+SECTIONS = ["summary", "table1", "learned", "sublayers", "neurons", "concepts", "provenance"]
 
 
 def _img(path: Path, alt: str) -> str:
@@ -148,14 +148,39 @@ def _sublayers(task: dict) -> str:
             "<p class=note>Best accuracy per sublayer (paper protocol; held-out below).</p>")
 
 
+def _learned(filters: dict | None, folder: Path) -> str:
+    """Filter galleries and training curves (catneuron.probe.filters)."""
+    if not filters:
+        return "<p>(run <code>catneuron visualize</code> for the filter galleries)</p>"
+    rows = "".join(f"<tr><td class=l>stage {k[5:]}</td><td>{v['trained']['structure']:.3f}</td>"
+                   f"<td>{v['init']['structure']:.3f}</td><td>{v['trained']['localization']:.3f}</td>"
+                   f"<td>{v['init']['localization']:.3f}</td></tr>" for k, v in filters["structure"].items())
+    parts = ["<p>Encoder filters W1: structure = share of each filter's power in its strongest 10 % of "
+             "spatial frequencies (white noise ≈ 0.23 at 12×12×3); localization = share of its energy in the "
+             "best-placed window of half its side (noise ≈ 0.31). See catneuron/nn/structure.py.</p>",
+             f"<table><tr><th></th><th>structure</th><th>at init</th><th>localization</th><th>at init</th></tr>"
+             f"{rows}</table>"]
+    if "training_curves" in filters:
+        parts.append(_img(folder / filters["training_curves"], "training curves"))
+    parts.append("<h3>Stage 1 filters (rows: locations across the input, corners included)</h3><div class=row>")
+    parts += [_img(folder / filters[k], k) for k in ("stage1-encoder", "stage1-decoder", "stage1-change",
+                                                      "stage1-encoder-init") if k in filters]
+    parts.append("</div><h3>What drives each stage: mean of the top 9 training patches per unit, trained vs "
+                 "random weights</h3><div class=row>")
+    for k in range(1, len(filters["structure"]) + 1):
+        parts += [_img(folder / filters[key], key) for key in (f"stage{k}-top-patches", f"stage{k}-top-patches-init")
+                  if key in filters]
+    return "".join(parts) + "</div>"
+
+
 def _neuron_section(name: str, pics: dict, folder: Path) -> str:
     n = pics["neuron"]
     parts = [f"<h3>{html.escape(name)}: {html.escape(n['detector'])} ({pics['mode']} mode)</h3>",
              f"<p>accuracy {_pct(n['accuracy'])} % (either polarity {_pct(n['accuracy_either'])} %), AUC "
              f"{n['auc']:.3f}; {100 * pics['top_positive_fraction']:.0f} % of its top 48 test stimuli are "
-             f"positives. Optimal stimulus response {pics['optimal_response'][0]:.3g} (from "
-             f"{pics['optimal_start_response'][0]:.3g} at a random start; the largest response to a test image, "
-             f"whose norm is larger, is {pics['max_test_response']:.3g}).</p>",
+             f"positives. Optimal stimulus (at the inputs' norm, {pics.get('optimal_norm', 1):.3g}) response "
+             f"{pics['optimal_response'][0]:.3g} (from {pics['optimal_start_response'][0]:.3g} at its start); "
+             f"the largest response to a test image is {pics['max_test_response']:.3g}.</p>",
              "<div class=row>", _img(folder / pics["histogram"], "histogram"), _img(folder / pics["optimal"], "optimal"),
              "</div>", _img(folder / pics["top_stimuli"], "top stimuli")]
     if "scale" in pics:
@@ -228,6 +253,7 @@ def report(run: str | Path, out: str | Path | None = None) -> Path:
 {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} by catneuron {html.escape(code_version())};
 probe by {html.escape(results['code_version'])}.</p><ul>{summary}</ul>{targets}</section>
 <section id=table1><h2>Table 1 analog: best single detectors</h2>{_table1(results)}</section>
+<section id=learned><h2>What the network learned</h2>{_learned(pictures.get('filters'), folder)}</section>
 <section id=sublayers><h2>Where the best neurons are</h2>{sublayers}</section>
 <section id=neurons><h2>The best neurons</h2>{neurons or '<p>(run <code>catneuron visualize</code> for pictures)</p>'}</section>
 <section id=concepts><h2>Concept scan</h2>{_concepts(pictures.get('concepts'))}</section>

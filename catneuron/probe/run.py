@@ -18,6 +18,7 @@ an interrupted probe resumes and adding a comparison run only scores what is new
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -154,14 +155,20 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
                                                                  cfg.data.preprocess, device), "network",
                               {**common, "mode": mode, "weights": _weights_id(run)}))
     if p.random_weights:
+        # Random weights at the conventional N(0, 1/fan in) scale whatever the run's own start: a
+        # network started from small encoder weights (model.encoder_init) would, untrained, sit in
+        # the eps regime of its pooling and at the floor of its LCN, a weaker baseline than this.
+        random_model = dataclasses.replace(cfg.model, encoder_init=1.0, decoder_init="random")
+
         def random_net(mode):
-            torch.manual_seed(cfg.train.seed)       # the initialization training started from
-            net = DeepSparseAutoencoder(cfg.model, device=device)
-            return NetworkDetectors(net, cfg.model, mode, p.placements, cfg.data.preprocess, device)
+            torch.manual_seed(cfg.train.seed)
+            net = DeepSparseAutoencoder(random_model, device=device)
+            return NetworkDetectors(net, random_model, mode, p.placements, cfg.data.preprocess, device)
         for mode in p.modes:
             sets.append(Detectors(f"random-{mode}", f"same architecture, random weights ({mode})",
                                   lambda mode=mode: random_net(mode), "network",
-                                  {**common, "mode": mode, "model": cfg.to_dict()["model"], "seed": cfg.train.seed}))
+                                  {**common, "mode": mode, "model": dataclasses.asdict(random_model),
+                                   "seed": cfg.train.seed}))
     top_field = NetworkDetectors(model, cfg.model, "field", 1, cfg.data.preprocess, device).field
     corpus = {"data": cfg.data.train, "seed": p.seed, "preprocess": cfg.data.preprocess, "sample": "records"}
     if p.linear_filters:

@@ -1,8 +1,12 @@
 """Pictures of a neuron: response histograms, top stimuli, the optimal stimulus.
 
-The optimal stimulus is the paper's x* = argmax_x f(x) subject to ||x||_2 = 1 (f: the neuron's
-response to the network input x), found by projected gradient ascent with a backtracking line
-search: step along the gradient, project back onto the sphere, halve the step until the response
+The optimal stimulus is the paper's x* = argmax_x f(x) subject to ||x||_2 = rho (f: the neuron's
+response to the network input x). The paper writes rho = 1 for its inputs; ours are standardized
+images with ||x||_2 = sqrt(C S S) (about 111 for 64x64x3), and the network is not scale-invariant
+(eps in the pooling, the floor c of LCN): at unit norm every pooling unit sits in its eps-dominated
+regime and every LCN unit at its floor, a function the network never computes on data. So rho is
+the norm of the network's actual inputs (``input_norm``). It is found by projected gradient ascent
+with a backtracking line search: step along the gradient, project back onto the sphere, halve the step until the response
 grows, and try a larger step next time. The regularized variant (as in lucent's render loop)
 evaluates the neuron on randomly jittered copies and blurs the image a little after each step,
 which favours stimuli that do not depend on single pixels.
@@ -35,8 +39,14 @@ def neuron_response(det: NetworkDetectors, candidate: int):
     return f
 
 
-def _project(x: torch.Tensor) -> torch.Tensor:
-    return x / x.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
+def _project(x: torch.Tensor, norm: float = 1.0) -> torch.Tensor:
+    return norm * x / x.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
+
+
+def input_norm(det: NetworkDetectors, images) -> float:
+    """Median L2 norm of the network inputs that uint8 `images` become (after preprocessing)."""
+    with torch.no_grad():
+        return float(det.canvases(images).flatten(1).norm(dim=1).median())
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -51,17 +61,18 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 @dataclass
 class OptimalStimulus:
-    image: torch.Tensor        # (C, S, S), unit L2 norm
+    image: torch.Tensor        # (C, S, S), L2 norm `norm`
     response: float
     start_response: float
     history: list[float]
 
 
 def optimal_stimulus(f, shape: tuple[int, int, int], steps: int = 200, seed: int = 0, regularize: bool = False,
-                     jitter: int = 2, blur_sigma: float = 0.5, start: torch.Tensor | None = None) -> OptimalStimulus:
-    """argmax f(x) over ||x|| = 1 by projected gradient ascent with a backtracking line search."""
+                     jitter: int = 2, blur_sigma: float = 0.5, start: torch.Tensor | None = None,
+                     norm: float = 1.0) -> OptimalStimulus:
+    """argmax f(x) over ||x|| = norm by projected gradient ascent with a backtracking line search."""
     g = torch.Generator().manual_seed(seed)
-    x = _project((start.clone()[None] if start is not None else torch.randn(1, *shape, generator=g)))
+    x = _project((start.clone()[None] if start is not None else torch.randn(1, *shape, generator=g)), norm)
 
     def value(z):
         if regularize and jitter:
@@ -71,7 +82,7 @@ def optimal_stimulus(f, shape: tuple[int, int, int], steps: int = 200, seed: int
 
     with torch.no_grad():
         start_value = float(f(x).sum())
-    lr, history = 1.0, []
+    lr, history = norm, []
     current = start_value
     for _ in range(steps):
         x.requires_grad_(True)
@@ -80,9 +91,9 @@ def optimal_stimulus(f, shape: tuple[int, int, int], steps: int = 200, seed: int
         x = x.detach()
         grad = grad / grad.flatten().norm().clamp_min(1e-12)
         for _ in range(20):                              # backtracking: halve until it improves
-            cand = _project(x + lr * grad)
+            cand = _project(x + lr * grad, norm)
             if regularize and blur_sigma:
-                cand = _project(_blur(cand, blur_sigma))
+                cand = _project(_blur(cand, blur_sigma), norm)
             with torch.no_grad():
                 new = float(f(cand).sum())
             if new > current:
@@ -91,7 +102,7 @@ def optimal_stimulus(f, shape: tuple[int, int, int], steps: int = 200, seed: int
                 break
             lr *= 0.5
         history.append(current)
-        if lr < 1e-6:
+        if lr < 1e-6 * norm:
             break
     return OptimalStimulus(x[0].detach(), current, start_value, history)
 

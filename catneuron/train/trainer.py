@@ -30,6 +30,7 @@ from catneuron.errors import CatneuronError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.provenance import code_version, environment
 from catneuron.train import checkpoint
+from catneuron.train.monitor import LearningMonitor
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,16 @@ def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
     fused = all(p.device.type == "cpu" for p in params)
     if t.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=t.lr, fused=fused)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, fused=fused)
     return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, fused=fused)
+
+
+@torch.no_grad()
+def decay_(params, lr: float, weight_decay: float) -> None:
+    """Decoupled weight decay (train.weight_decay), applied after the optimizer's step."""
+    if weight_decay:
+        torch._foreach_mul_(list(params), 1.0 - lr * weight_decay)
 
 
 class StopRequest:
@@ -130,6 +140,7 @@ class Trainer:
 
         torch.manual_seed(t.seed)
         model = DeepSparseAutoencoder(cfg.model, device=device)
+        monitor = LearningMonitor(model)          # the seed fixes the initialization, resumed or not
         optimizer = make_optimizer(cfg, model.parameters())
         step, images_seen, stream_state = 0, 0, StreamState()
         latest = checkpoint.latest(self.ckpt_dir) if self.resume else None
@@ -159,6 +170,8 @@ class Trainer:
         batches = stream.batches(t.batch_size)
         try:
             with stop.installed(), open(self.run_dir / "metrics.jsonl", "a") as metrics:
+                if step == 0:       # the initialization's values, for every curve to start from
+                    metrics.write(json.dumps({"step": 0, "images": 0, **monitor.row(model)}) + "\n")
                 while step < t.steps and not stop.requested:
                     batch, _ = next(batches)
                     x = to_tensor(batch, cfg.data.preprocess).to(device, non_blocking=True)
@@ -166,6 +179,7 @@ class Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     objective.total.backward()
                     optimizer.step()
+                    decay_(model.parameters(), t.lr, t.weight_decay)
                     model.project_()
                     step += 1
                     images_seen += len(batch)
@@ -184,6 +198,7 @@ class Trainer:
                             row[f"stage{k + 1}/reconstruction"] = part.reconstruction.item()
                             row[f"stage{k + 1}/relative_reconstruction"] = part.relative_reconstruction()
                             row[f"stage{k + 1}/sparsity"] = part.sparsity.item()
+                        row.update(monitor.row(model, objective.codes))
                         metrics.write(json.dumps(row) + "\n")
                         metrics.flush()
                         if writer is not None:

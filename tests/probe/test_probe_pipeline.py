@@ -11,20 +11,22 @@ from catneuron.probe.detectors import NetworkDetectors
 from catneuron.probe.pictures import visualize
 from catneuron.probe.report import SECTIONS, report
 from catneuron.probe.run import probe
-from catneuron.probe.visualize import neuron_response, optimal_stimulus
+from catneuron.probe.visualize import input_norm, neuron_response, optimal_stimulus
 from catneuron.train.trainer import Trainer
 from tests.data.helpers import random_images, write_shards
 
 
-def test_optimal_stimulus_keeps_unit_norm_and_raises_the_response():
+def test_optimal_stimulus_keeps_its_norm_and_raises_the_response():
     cfg = C.preset("tiny")
     model = DeepSparseAutoencoder(cfg.model)
     det = NetworkDetectors(model, cfg.model, "whole")
+    rho = input_norm(det, np.stack(random_images(8, size=20)))
+    assert rho == pytest.approx((3 * 20 * 20) ** 0.5, rel=1e-2)     # standardized images: sqrt(C S S)
     for candidate in (det.units - 5, 1000):                  # a top LCN unit, a stage-1 unit
         f = neuron_response(det, candidate)
         for regularize in (False, True):
-            opt = optimal_stimulus(f, (3, 20, 20), steps=40, seed=1, regularize=regularize)
-            assert opt.image.norm().item() == pytest.approx(1.0, abs=1e-5)
+            opt = optimal_stimulus(f, (3, 20, 20), steps=40, seed=1, regularize=regularize, norm=rho)
+            assert opt.image.norm().item() == pytest.approx(rho, rel=1e-5)
             assert opt.response > opt.start_response
             assert all(b >= a for a, b in zip(opt.history, opt.history[1:]))     # ascent never goes down
             assert f(opt.image[None]).item() == pytest.approx(opt.response, rel=1e-4, abs=1e-5)
@@ -67,12 +69,17 @@ def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeyp
 
     pics = visualize(tiny_run, _probe_cfg(tiny_run), steps=10, concept_images=4)
     assert set(pics["tasks"]) == {"faces", "bodies"} and "scale" in pics["tasks"]["faces"]
+    for task in pics["tasks"].values():          # at the inputs' norm the optimum beats every test image
+        assert task["optimal_response"][0] >= task["max_test_response"]
+    filters = pics["filters"]
+    assert {"stage1-encoder", "stage1-change", "stage3-top-patches", "training_curves"} <= set(filters)
+    assert filters["structure"]["stage1"]["trained"]["structure"] != filters["structure"]["stage1"]["init"]["structure"]
     assert pics["concepts"]["per_concept"]["faces"]
     page = report(tiny_run)
     text = page.read_text()
     for section in SECTIONS:
         assert f"<section id={section}>" in text
-    assert text.count("data:image/png;base64,") >= 8 and "Table 1 analog" in text and "control corpus" in text
+    assert text.count("data:image/png;base64,") >= 16 and "What drives each stage" in text and "Table 1 analog" in text and "control corpus" in text
     if shutil.which("chromium"):
         shot = tmp_path / "shot.png"
         subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

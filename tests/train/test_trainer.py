@@ -35,8 +35,11 @@ def test_tiny_run_on_real_images_lowers_the_objective(tmp_path, datasets):
     cfg = _cfg(["natural-64/train"], 200, log_every=10)
     result = Trainer(cfg, tmp_path / "run", progress=False).run()
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert result.step == 200 and result.images_seen == 200 * 20 and len(rows) == 20
+    assert result.step == 200 and result.images_seen == 200 * 20 and len(rows) == 21
+    init, rows = rows[0], rows[1:]
+    assert init["step"] == 0 and "loss" not in init and 0.1 < init["stage1/structure"] < 0.5
     assert rows[-1]["loss"] < 0.6 * rows[0]["loss"]
+    assert all(rows[-1][f"stage{k}/from_init"] > 0 and rows[-1][f"stage{k}/kurtosis"] > 0 for k in (1, 2, 3))
     meta = checkpoint.read_metadata(tmp_path / "run" / "model.safetensors")
     assert meta["config"]["preset"] == "tiny" and "code_version" in meta
     run = json.loads((tmp_path / "run" / "run.json").read_text())

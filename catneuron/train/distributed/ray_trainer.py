@@ -122,6 +122,8 @@ class DistributedTrainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         if min(settings.replicas, settings.shards, settings.fetch_every, settings.push_every, settings.partitions) < 1:
             raise CatneuronError("--replicas, --ps-shards, --fetch-every, --push-every and --partitions must be >= 1")
+        if cfg.train.optimizer not in ("adagrad", "sgd"):
+            raise CatneuronError(f"train.optimizer = {cfg.train.optimizer}: the parameter servers apply adagrad or sgd")
 
     def run(self) -> TrainResult:
         import ray
@@ -153,7 +155,7 @@ class DistributedTrainer:
         shards = []
         for k, spec in enumerate(specs):
             handle = shard_actor.remote(gather(model, spec), normalized_runs(spec), cfg.train.lr, cfg.train.optimizer,
-                                        momentum=cfg.train.momentum)
+                                        momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
             if shard_states is not None:
                 ray.get(handle.load_state_dict.remote(shard_states[k]))
             shards.append(handle)

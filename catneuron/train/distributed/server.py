@@ -13,12 +13,13 @@ import torch
 
 class ParameterShard:
     def __init__(self, values: np.ndarray, normalized_rows: list[tuple[int, int, int]], lr: float,
-                 optimizer: str = "adagrad", eps: float = 1e-10, momentum: float = 0.0):
+                 optimizer: str = "adagrad", eps: float = 1e-10, momentum: float = 0.0, weight_decay: float = 0.0):
         """`normalized_rows`: (offset, rows, row size) runs of features kept at unit L2 norm."""
         self.params = torch.from_numpy(np.array(values, dtype=np.float32, copy=True))
         self.state = torch.zeros_like(self.params)           # Adagrad's sum of squares, or SGD's momentum
         self.normalized = normalized_rows
         self.lr, self.optimizer, self.eps, self.momentum = lr, optimizer, eps, momentum
+        self.weight_decay = weight_decay      # decoupled, as the single-process trainer's
         self.version = 0
         self.pushes = 0
         self.pulls = 0
@@ -37,6 +38,8 @@ class ParameterShard:
         else:
             self.state.mul_(self.momentum).add_(g)
             self.params.add_(self.state, alpha=-self.lr)
+        if self.weight_decay:
+            self.params.mul_(1.0 - self.lr * self.weight_decay)
         for offset, rows, size in self.normalized:
             view = self.params[offset:offset + rows * size].view(rows, size)
             view.div_(view.norm(dim=1, keepdim=True).clamp_min(1e-12))
