@@ -43,7 +43,7 @@ def test_empty_folder_and_corrupt_image(tmp_path, capsys):
 def test_info_paper_prints_counts(capsys):
     assert main(["info", "--preset", "paper"]) == 0
     out = capsys.readouterr().out
-    assert "encoder connections (W1):     1,216,858,464" in out and "Adagrad state" in out
+    assert "encoder connections (W1):     1,216,858,464" in out and "adam state 18.1 GiB" in out
 
 
 def test_installed_entry_point_reports_errors_without_traceback():
