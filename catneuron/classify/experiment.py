@@ -19,7 +19,7 @@ from catneuron.classify import export
 from catneuron.classify.datasets import LabeledSet, load_task
 from catneuron.classify.model import Classifier
 from catneuron.classify.train import accuracy, finetune, fit_head
-from catneuron.nn.autoencoder import DeepSparseAutoencoder
+from catneuron.nn.autoencoder import DeepSparseAutoencoder, random_baseline
 from catneuron.provenance import environment
 from catneuron.train.checkpoint import load_model, model_config
 from catneuron.train.trainer import _write_json, resolve_device
@@ -39,7 +39,7 @@ def build(init: str, run: str | Path | None, cfg: C.Config, classes: list[str]) 
     else:
         model_cfg = cfg.model
         torch.manual_seed(cfg.classify.seed)
-        encoder = DeepSparseAutoencoder(model_cfg) if init == "random" else None
+        encoder = DeepSparseAutoencoder(random_baseline(model_cfg)) if init == "random" else None
     clf = Classifier(encoder, classes, model_cfg.input_size, model_cfg.channels, cfg.data.preprocess,
                      cfg.classify.loss)
     return clf, model_cfg

@@ -1,6 +1,7 @@
 """The deep sparse autoencoder: N identical stages (3 stages = the paper's 9 layers)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import torch
@@ -69,3 +70,11 @@ class DeepSparseAutoencoder(nn.Module):
         """Apply the unit-norm constraint of the config (after every optimizer step)."""
         for stage in self.stages:
             stage.project_(self.cfg.norm_constraint)
+
+
+def random_baseline(cfg: ModelConfig) -> ModelConfig:
+    """The architecture of `cfg` with the conventional random start (encoders N(0, 1/fan in),
+    random unit-norm decoders): the "random weights" baseline of the probe and of classify,
+    whatever start the run trained from. A small `encoder_init` left untrained puts every pooling
+    unit in its eps regime and every LCN unit at its floor, a weaker baseline than this one."""
+    return dataclasses.replace(cfg, encoder_init=1.0, decoder_init="random")

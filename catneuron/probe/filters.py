@@ -70,11 +70,12 @@ def structure_summary(weight: torch.Tensor) -> dict[str, float]:
     return {"structure": float(spectral_concentration(sample).mean()), "localization": float(localization(sample).mean())}
 
 
-def galleries(model, init_model, x: torch.Tensor, per_axis: int = 3) -> dict[str, bytes]:
-    """PNG galleries: stage1 W1, W2 and W1 - W1(init), and for every stage its top-patch means,
-    for the trained and the initial network side by side."""
+def galleries(model, start, random, x: torch.Tensor, per_axis: int = 3) -> dict[str, bytes]:
+    """PNG galleries: stage1 W1, W2, W1 at the start training began from and the change since
+    then; and for every stage its top-patch means, trained beside `random` (the probe's random
+    weights baseline, catneuron.nn.autoencoder.random_baseline)."""
     maps = model.cfg.stages[0].maps
-    first, first0 = model.stages[0], init_model.stages[0]
+    first, first0 = model.stages[0], start.stages[0]
     pngs = {}
     for name, w, what in (("stage1-encoder", first.encoder.weight, "encoder W1"),
                           ("stage1-decoder", first.decoder_weight, "decoder W2"),
@@ -84,7 +85,7 @@ def galleries(model, init_model, x: torch.Tensor, per_axis: int = 3) -> dict[str
         pngs[name] = grid_png(weight_tiles(w, per_axis), maps, f"stage 1 {what}: structure {s['structure']:.2f}, "
                               f"localization {s['localization']:.2f} (rows: locations)", scale=0.7)
     for k in range(1, len(model.stages) + 1):
-        for label, net in (("", model), ("-init", init_model)):
+        for label, net in (("", model), ("-init", random)):
             pngs[f"stage{k}-top-patches{label}"] = grid_png(
                 top_patch_tiles(net, k, x, per_axis), maps,
                 f"stage {k}: mean of the top 9 input patches per unit{' (random weights)' if label else ''}",

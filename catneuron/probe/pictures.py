@@ -21,7 +21,7 @@ from catneuron.data.sources import data_root, iter_records, resolve_all
 from catneuron.data.images import decode, fit_inside
 from catneuron.data.preprocess import to_tensor
 from catneuron.errors import CatneuronError
-from catneuron.nn.autoencoder import DeepSparseAutoencoder
+from catneuron.nn.autoencoder import DeepSparseAutoencoder, random_baseline
 from catneuron.probe import testsets
 from catneuron.probe.concepts import load_concepts, scan
 from catneuron.probe.detectors import NetworkDetectors
@@ -126,9 +126,12 @@ def _filters(folder: Path, run: Path, model, cfg: Config, device) -> dict:
     """Filter galleries of the trained network and of its initialization, and the training curves."""
     torch.manual_seed(cfg.train.seed)            # the initialization training started from
     init = DeepSparseAutoencoder(cfg.model, device=device).eval()
+    torch.manual_seed(cfg.train.seed)
+    random = DeepSparseAutoencoder(random_baseline(cfg.model), device=device).eval()
     images, _ = training_sample(cfg, FILTER_IMAGES, cfg.probe.seed + 3)
     x = to_tensor(images, cfg.data.preprocess).to(device)
-    pics = {name: _write(folder, f"filters-{name}", data) for name, data in galleries(model, init, x).items()}
+    pics = {name: _write(folder, f"filters-{name}", data)
+            for name, data in galleries(model, init, random, x).items()}
     pics["structure"] = {f"stage{k}": {"trained": structure_summary(st.encoder.weight),
                                        "init": structure_summary(st0.encoder.weight)}
                          for k, (st, st0) in enumerate(zip(model.stages, init.stages), start=1)}

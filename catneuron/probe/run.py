@@ -34,7 +34,7 @@ from catneuron.data.jobs import write_json
 from catneuron.data.images import decode, fit_square
 from catneuron.data.sources import count_records, iter_records, resolve_all
 from catneuron.errors import DataError
-from catneuron.nn.autoencoder import DeepSparseAutoencoder
+from catneuron.nn.autoencoder import DeepSparseAutoencoder, random_baseline
 from catneuron.probe import testsets
 from catneuron.probe.detectors import CentroidDetectors, LinearFilterDetectors, NetworkDetectors
 from catneuron.probe.selectivity import StreamingScorer, accuracy_at, exact_auc
@@ -155,10 +155,7 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
                                                                  cfg.data.preprocess, device), "network",
                               {**common, "mode": mode, "weights": _weights_id(run)}))
     if p.random_weights:
-        # Random weights at the conventional N(0, 1/fan in) scale whatever the run's own start: a
-        # network started from small encoder weights (model.encoder_init) would, untrained, sit in
-        # the eps regime of its pooling and at the floor of its LCN, a weaker baseline than this.
-        random_model = dataclasses.replace(cfg.model, encoder_init=1.0, decoder_init="random")
+        random_model = random_baseline(cfg.model)
 
         def random_net(mode):
             torch.manual_seed(cfg.train.seed)
