@@ -9,7 +9,7 @@
 
 Every step is skipped when its output exists (a killed demo resumes; training resumes from its
 checkpoint). The budget is set in steps (`--steps`, per network); at the default the demo takes
-about 27 minutes on 2 CPU cores (docs/RESULTS.md).
+under 30 minutes on 2 CPU cores (docs/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from catneuron import config as C
 from catneuron.data.compose import DEFAULT_MIX, DEFAULT_SIZE, compose
 from catneuron.data.faces import audit, control_corpus
 from catneuron.data.sources import data_root, resolve, resolve_all
+from catneuron.errors import CatneuronError
 from catneuron.probe.pictures import visualize
 from catneuron.probe.report import report
 from catneuron.probe.run import probe
@@ -29,14 +30,16 @@ from catneuron.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-DEMO_STEPS = 1000
+DEMO_STEPS = 700
 
 
 def _train(cfg: C.Config, out: Path, progress: bool) -> None:
     if (out / "model.safetensors").exists():
         log.info("%s: already trained", out)
         return
-    Trainer(cfg, out, resume=out.exists(), progress=progress).run()
+    if Trainer(cfg, out, resume=out.exists(), progress=progress).run().interrupted:
+        # Ctrl-C / SIGTERM stopped training with a checkpoint: stop the demo too, not its next step.
+        raise CatneuronError(f"interrupted while training {out} (checkpoint saved); run the demo again to resume")
 
 
 def demo(out: str | Path = "runs/demo", corpus: str | Path = "corpora/default",
@@ -74,7 +77,7 @@ def demo(out: str | Path = "runs/demo", corpus: str | Path = "corpora/default",
     t = time.perf_counter()
     probe_cfg = C.apply_overrides(C.load_file(runs["main"] / "config.json"),
                                   ['probe.tasks=["faces","faces-200","cat faces","bodies"]', "probe.modes=whole",
-                                   "probe.max_positives=3000", "probe.linear_filters=10000",
+                                   "probe.max_positives=2000", "probe.linear_filters=5000",
                                    "probe.kmeans_centroids=300", "probe.kmeans_images=10000"])
     probe(runs["main"], probe_cfg, {"control": str(runs["control"]), "nolcn": str(runs["nolcn"])},
           progress=progress)

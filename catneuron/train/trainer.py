@@ -59,16 +59,17 @@ def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
     fused = all(p.device.type == "cpu" for p in params)
     if t.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=t.lr, fused=fused)
-    if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, fused=fused)
+    if t.optimizer == "adam":     # AdamW's decay is train.weight_decay's, in the same pass
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, fused=fused)
     return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, fused=fused)
 
 
 @torch.no_grad()
-def decay_(params, lr: float, weight_decay: float) -> None:
-    """Decoupled weight decay (train.weight_decay), applied after the optimizer's step."""
-    if weight_decay:
-        torch._foreach_mul_(list(params), 1.0 - lr * weight_decay)
+def decay_(cfg: Config, params) -> None:
+    """Decoupled weight decay (train.weight_decay) for the optimizers that lack it (AdamW has it)."""
+    t = cfg.train
+    if t.weight_decay and t.optimizer != "adam":
+        torch._foreach_mul_(list(params), 1.0 - t.lr * t.weight_decay)
 
 
 class StopRequest:
@@ -179,7 +180,7 @@ class Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     objective.total.backward()
                     optimizer.step()
-                    decay_(model.parameters(), t.lr, t.weight_decay)
+                    decay_(cfg, model.parameters())
                     model.project_()
                     step += 1
                     images_seen += len(batch)
@@ -231,10 +232,12 @@ def _write_json(path: Path, data) -> None:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop log lines past the checkpoint being resumed (they will be logged again)."""
+    """Drop log lines past the checkpoint being resumed (they will be logged again); starting at
+    step 0, all of them (the initialization's row is written again too)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    keep = [line for line in path.read_text().splitlines()
+            if step and line.strip() and json.loads(line)["step"] <= step]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(line + "\n" for line in keep))
     tmp.replace(path)

@@ -56,7 +56,7 @@ def train(cfg: C.Config, batches, steps: int) -> DeepSparseAutoencoder:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        decay_(model.parameters(), cfg.train.lr, cfg.train.weight_decay)
+        decay_(cfg, model.parameters())
         model.project_()
     return model
 

@@ -128,3 +128,14 @@ def test_image_folder_as_data(tmp_path):
         Image.fromarray(img).save(folder / f"{i}.png")
     result = Trainer(_cfg([str(folder)], 5), tmp_path / "run", progress=False).run()
     assert result.images_seen == 100
+
+
+def test_resume_without_checkpoint_starts_the_log_afresh(tmp_path, shards):
+    """A run killed before its first checkpoint left log lines; resuming it starts from step 0 and
+    must not keep them (one initialization row, no stale steps)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 0, "images": 0}\n{"step": 10, "images": 200, "loss": 1.0}\n')
+    Trainer(_cfg([shards], 5), run, resume=True, progress=False).run()
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 5]
