@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from catneuron.nn.structure import localization, sample_locations, spectral_concentration
+from catneuron.nn.structure import localization, location_sample, sample_locations, spectral_concentration
 from catneuron.probe.detectors import network_groups
 from catneuron.probe.visualize import grid_png
 
@@ -65,7 +65,6 @@ def top_patch_tiles(model, stage: int, x: torch.Tensor, per_axis: int = 3, top: 
 
 def structure_summary(weight: torch.Tensor) -> dict[str, float]:
     """Mean spectral concentration and localization over the sampled locations' filters."""
-    from catneuron.nn.structure import location_sample
     sample = location_sample(weight.detach())
     return {"structure": float(spectral_concentration(sample).mean()), "localization": float(localization(sample).mean())}
 
@@ -85,7 +84,7 @@ def galleries(model, start, random, x: torch.Tensor, per_axis: int = 3) -> dict[
         pngs[name] = grid_png(weight_tiles(w, per_axis), maps, f"stage 1 {what}: structure {s['structure']:.2f}, "
                               f"localization {s['localization']:.2f} (rows: locations)", scale=0.7)
     for k in range(1, len(model.stages) + 1):
-        for label, net in (("", model), ("-init", random)):
+        for label, net in (("", model), ("-random", random)):
             pngs[f"stage{k}-top-patches{label}"] = grid_png(
                 top_patch_tiles(net, k, x, per_axis), maps,
                 f"stage {k}: mean of the top 9 input patches per unit{' (random weights)' if label else ''}",

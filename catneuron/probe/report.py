@@ -168,7 +168,7 @@ def _learned(filters: dict | None, folder: Path) -> str:
     parts.append("</div><h3>What drives each stage: mean of the top 9 training patches per unit, trained vs "
                  "random weights</h3><div class=row>")
     for k in range(1, len(filters["structure"]) + 1):
-        parts += [_img(folder / filters[key], key) for key in (f"stage{k}-top-patches", f"stage{k}-top-patches-init")
+        parts += [_img(folder / filters[key], key) for key in (f"stage{k}-top-patches", f"stage{k}-top-patches-random")
                   if key in filters]
     return "".join(parts) + "</div>"
 
