@@ -110,14 +110,14 @@ def training_curves_png(rows: list[dict]) -> bytes | None:
     for ax, (key, title) in zip(axes, panels):
         for k in stages:
             name = f"stage{k}/{key}"
-            pts = [(r["images"], r[name]) for r in rows if name in r]
+            pts = [(r["images"] / 1000, r[name]) for r in rows if name in r]
             if not pts:
                 continue
             line, = ax.plot(*zip(*pts), label=f"stage {k}")
             if key in ("structure", "decoder_structure") and rows[0].get(name) is not None:
                 ax.axhline(rows[0][name], color=line.get_color(), ls="--", lw=0.8)
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("images seen")
+        ax.set_xlabel("images seen (thousands)")
         if key == "relative_reconstruction":
             ax.set_yscale("log")
     axes[0].legend(fontsize=8)
