@@ -6,8 +6,8 @@ images with ||x||_2 = sqrt(C S S) (about 111 for 64x64x3), and the network is no
 (eps in the pooling, the floor c of LCN): at unit norm every pooling unit sits in its eps-dominated
 regime and every LCN unit at its floor, a function the network never computes on data. So rho is
 the norm of the network's actual inputs (``input_norm``). It is found by projected gradient ascent
-with a backtracking line search: step along the gradient, project back onto the sphere, halve the step until the response
-grows, and try a larger step next time. The regularized variant (as in lucent's render loop)
+with a backtracking line search: step along the gradient, project back onto the sphere, halve the
+step until the response grows, and try a larger step next time. The regularized variant (as in lucent's render loop)
 evaluates the neuron on randomly jittered copies and blurs the image a little after each step,
 which favours stimuli that do not depend on single pixels.
 """
