@@ -3,8 +3,8 @@
 For each test set: the best trained neuron's response histogram (balanced), its top 48 test
 stimuli, and its optimal stimulus (plain and regularized); for faces also the invariance curves;
 the filter galleries (stage 1 beside its initialization, every stage's top patches beside random
-weights') and the training curves (catneuron.probe.filters); and the concept scan. Writes RUN/probe/pictures/*.png and
-RUN/probe/pictures.json.
+weights') and the training curves (catneuron.probe.filters); and the concept scan. Writes
+RUN/probe/pictures/*.png and RUN/probe/pictures.json.
 """
 from __future__ import annotations
 
