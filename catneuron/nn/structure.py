@@ -62,3 +62,10 @@ def location_sample(weight: torch.Tensor, per_axis: int = 4) -> torch.Tensor:
     """(Ho, Wo, M, r, r, C) -> (L, M, r, r, C): the filters at ``sample_locations``."""
     rows, cols = sample_locations(weight.shape[:2], per_axis)
     return weight[rows][:, cols].flatten(0, 1)
+
+
+def summary(weight: torch.Tensor, per_axis: int = 4) -> dict[str, float]:
+    """(Ho, Wo, M, r, r, C) -> mean structure and localization of the filters at ``sample_locations``."""
+    sample = location_sample(weight.detach(), per_axis)
+    return {"structure": float(spectral_concentration(sample).mean()),
+            "localization": float(localization(sample).mean())}

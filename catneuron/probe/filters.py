@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from catneuron.nn.structure import localization, location_sample, sample_locations, spectral_concentration
+from catneuron.nn.structure import sample_locations, summary
 from catneuron.probe.detectors import network_groups
 from catneuron.probe.visualize import grid_png
 
@@ -63,12 +63,6 @@ def top_patch_tiles(model, stage: int, x: torch.Tensor, per_axis: int = 3, top: 
     return tiles
 
 
-def structure_summary(weight: torch.Tensor) -> dict[str, float]:
-    """Mean spectral concentration and localization over the sampled locations' filters."""
-    sample = location_sample(weight.detach())
-    return {"structure": float(spectral_concentration(sample).mean()), "localization": float(localization(sample).mean())}
-
-
 def galleries(model, start, random, x: torch.Tensor, per_axis: int = 3) -> dict[str, bytes]:
     """PNG galleries: stage1 W1, W2, W1 at the start training began from and the change since
     then; and for every stage its top-patch means, trained beside `random` (the probe's random
@@ -80,7 +74,7 @@ def galleries(model, start, random, x: torch.Tensor, per_axis: int = 3) -> dict[
                           ("stage1-decoder", first.decoder_weight, "decoder W2"),
                           ("stage1-change", first.encoder.weight - first0.encoder.weight, "W1 - W1(init)"),
                           ("stage1-encoder-init", first0.encoder.weight, "encoder W1 at initialization")):
-        s = structure_summary(w)
+        s = summary(w)
         pngs[name] = grid_png(weight_tiles(w, per_axis), maps, f"stage 1 {what}: structure {s['structure']:.2f}, "
                               f"localization {s['localization']:.2f} (rows: locations)", scale=0.7)
     for k in range(1, len(model.stages) + 1):

@@ -25,7 +25,8 @@ from catneuron.nn.autoencoder import DeepSparseAutoencoder, random_baseline
 from catneuron.probe import testsets
 from catneuron.probe.concepts import load_concepts, scan
 from catneuron.probe.detectors import NetworkDetectors
-from catneuron.probe.filters import galleries, structure_summary, training_curves_png
+from catneuron.nn.structure import summary as structure_summary
+from catneuron.probe.filters import galleries, training_curves_png
 from catneuron.probe.invariance import Probe, curves_pngs, head_turn_frames, orl_png, rotation_png, \
     scale_translation_curves
 from catneuron.probe.run import _safe, tasks_of, training_sample

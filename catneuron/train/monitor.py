@@ -6,30 +6,26 @@ from __future__ import annotations
 
 import torch
 
-from catneuron.nn.structure import kurtosis, localization, location_sample, spectral_concentration
+from catneuron.nn.structure import kurtosis, location_sample, summary
 
 
 class LearningMonitor:
-    """Holds the sampled filters of the initialization; `row` compares the model with them."""
+    """Holds the sampled encoder filters of the initialization; `row` compares the model with them."""
 
     def __init__(self, model):
-        self.initial = [self._sample(stage) for stage in model.stages]
-
-    @staticmethod
-    @torch.no_grad()
-    def _sample(stage) -> tuple[torch.Tensor, torch.Tensor]:
-        return location_sample(stage.encoder.weight).clone(), location_sample(stage.decoder_weight).clone()
+        self.initial = [location_sample(stage.encoder.weight.detach()).clone() for stage in model.stages]
 
     @torch.no_grad()
     def row(self, model, codes: list[torch.Tensor] | None = None) -> dict[str, float]:
-        """Per stage: structure and localization of W1 and W2, relative distance of W1 from its
-        initialization, and (given the batch's filter outputs) the codes' kurtosis."""
+        """Per stage: structure and localization of W1, structure of W2, relative distance of W1
+        from its initialization, and (given the batch's filter outputs) the codes' kurtosis."""
         row = {}
-        for k, (stage, (enc0, _)) in enumerate(zip(model.stages, self.initial), start=1):
-            enc, dec = self._sample(stage)
-            row[f"stage{k}/structure"] = float(spectral_concentration(enc).mean())
-            row[f"stage{k}/decoder_structure"] = float(spectral_concentration(dec).mean())
-            row[f"stage{k}/localization"] = float(localization(enc).mean())
+        for k, (stage, enc0) in enumerate(zip(model.stages, self.initial), start=1):
+            encoder = summary(stage.encoder.weight)
+            row[f"stage{k}/structure"] = encoder["structure"]
+            row[f"stage{k}/decoder_structure"] = summary(stage.decoder_weight)["structure"]
+            row[f"stage{k}/localization"] = encoder["localization"]
+            enc = location_sample(stage.encoder.weight)
             row[f"stage{k}/from_init"] = float((enc - enc0).norm() / enc0.norm().clamp_min(1e-30))
             if codes is not None:
                 row[f"stage{k}/kurtosis"] = float(kurtosis(codes[k - 1]))

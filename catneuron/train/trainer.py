@@ -72,6 +72,18 @@ def decay_(cfg: Config, params) -> None:
         torch._foreach_mul_(list(params), 1.0 - t.lr * t.weight_decay)
 
 
+def train_step(model: DeepSparseAutoencoder, optimizer: torch.optim.Optimizer, cfg: Config, x: torch.Tensor):
+    """One update on batch x: objective, gradient, optimizer step, weight decay, norm constraint.
+    Returns the objective (computed before the update)."""
+    objective = model.objective(x)
+    optimizer.zero_grad(set_to_none=True)
+    objective.total.backward()
+    optimizer.step()
+    decay_(cfg, model.parameters())
+    model.project_()
+    return objective
+
+
 class StopRequest:
     """Ctrl-C / SIGTERM set a flag that the loop checks between steps, so a checkpoint never holds a
     half-applied step; a second Ctrl-C stops at once (losing the steps since the last checkpoint)."""
@@ -176,12 +188,7 @@ class Trainer:
                 while step < t.steps and not stop.requested:
                     batch, _ = next(batches)
                     x = to_tensor(batch, cfg.data.preprocess).to(device, non_blocking=True)
-                    objective = model.objective(x)
-                    optimizer.zero_grad(set_to_none=True)
-                    objective.total.backward()
-                    optimizer.step()
-                    decay_(cfg, model.parameters())
-                    model.project_()
+                    objective = train_step(model, optimizer, cfg, x)
                     step += 1
                     images_seen += len(batch)
                     window_images += len(batch)

@@ -11,7 +11,7 @@ from catneuron import config as C
 from catneuron.data.preprocess import to_tensor
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.nn.structure import localization, spectral_concentration
-from catneuron.train.trainer import decay_, make_optimizer
+from catneuron.train.trainer import make_optimizer, train_step
 
 
 def gabor_dictionary(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -47,17 +47,12 @@ def one_stage(size: int, channels: int, maps: int, field: int, pool: int, **mode
 
 
 def train(cfg: C.Config, batches, steps: int) -> DeepSparseAutoencoder:
-    """The trainer's step (objective, optimizer, decay, projection) without its data plumbing."""
+    """The trainer's step (catneuron.train.trainer.train_step) without its data plumbing."""
     torch.manual_seed(cfg.train.seed)
     model = DeepSparseAutoencoder(cfg.model)
     optimizer = make_optimizer(cfg, model.parameters())
     for _ in range(steps):
-        loss = model.objective(next(batches)).total
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        decay_(cfg, model.parameters())
-        model.project_()
+        train_step(model, optimizer, cfg, next(batches))
     return model
 
 
