@@ -1,15 +1,19 @@
 """``catneuron bench``: the locally connected layer against its baselines, in one process.
 
 For each layer shape, forward + backward (input and weight gradients) of
-  native   our C++ kernel (lc_native)
-  torch    our batched-matmul kernel (lc_torch, the CUDA path)
-  naive    F.unfold + einsum (the obvious PyTorch implementation)
-  conv2d   torch.nn.functional.conv2d of the same shape (shared weights, the vendor kernel)
-and a large sgemm for the machine's peak. Throughput counts useful FLOPs only
-(3 x 2 x locations x maps x r*r*C x batch); times are medians over repeats, interleaved so that
-machine noise hits every implementation alike. Peak memory is the growth of the process's
-resident set while one forward + backward runs, in a fresh process (Linux). It ends with the
-training throughput of the configured preset.
+  native        our C++ kernel (lc_native; CPU)
+  torch         our row-by-row matmul kernel (lc_torch; the CPU fallback)
+  batched       our banded batched-matmul kernel (lc_batched; the CUDA path), and on CUDA also
+                at precision tf32 and bf16
+  naive         F.unfold + einsum (the obvious PyTorch implementation)
+  conv2d        torch.nn.functional.conv2d of the same shape (shared weights, the vendor kernel)
+and a large matmul for the device's peak (on CUDA also at TF32 and bf16). Throughput counts
+useful FLOPs only (3 x 2 x locations x maps x r*r*C x batch); times are medians over repeats,
+interleaved so that machine noise hits every implementation alike, with the device synchronized
+around each. Peak memory is, on the CPU, the growth of the resident set while one forward +
+backward runs in a fresh process (Linux); on CUDA, the allocator's peak over what was allocated
+before. It ends with the training throughput of the configured preset: on random input, and
+through the data path (decoding, transfer, preprocessing on the device) when its data are found.
 """
 from __future__ import annotations
 
@@ -56,34 +60,55 @@ def _naive(x, w, stride):
     return torch.einsum("nkl,lmk->nml", cols, wl).reshape(x.shape[0], M, Ho, Wo)
 
 
-IMPLS = ("native", "torch", "naive", "conv2d")
+def implementation_names(device: torch.device, include_naive: bool = True) -> tuple[str, ...]:
+    if device.type == "cpu":
+        names = ("native", "torch", "batched", "naive", "conv2d")
+    else:       # lc_torch's thousands of launches per layer take seconds at these shapes
+        names = ("batched", "batched-tf32", "batched-bf16", "naive", "conv2d", "conv2d-tf32")
+    return names if include_naive else tuple(n for n in names if n != "naive")
 
 
-def _implementations(case: LayerCase, names: tuple[str, ...]):
+def _implementations(case: LayerCase, names: tuple[str, ...], device="cpu"):
     """name -> (forward function, leaves to differentiate), for the available ones among `names`.
     Tensors are filled in place, so no temporary inflates the memory high-water mark."""
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(device).manual_seed(0)
     r, C, M, Ho = case.receptive_field, case.channels, case.maps, case.out
-    x = torch.empty(case.batch, C, case.size, case.size).normal_(generator=g).requires_grad_()
+    x = torch.empty(case.batch, C, case.size, case.size, device=device).normal_(generator=g).requires_grad_()
 
     def lc_weight():
-        return torch.empty(Ho, Ho, M, r, r, C).normal_(0, 0.01, generator=g).requires_grad_()
+        return torch.empty(Ho, Ho, M, r, r, C, device=device).normal_(0, 0.01, generator=g).requires_grad_()
 
     impls = {}
     for name in names:
-        if name == "native" and lc_native.available():
+        kind, _, precision = name.partition("-")
+        if kind == "native" and not lc_native.available():
+            continue
+        if kind in ("native", "torch", "batched"):
             w = lc_weight()
-            impls[name] = (lambda w=w: locally_connected(x, w, case.stride, backend="native"), (x, w))
-        elif name == "torch":
-            w = lc_weight()
-            impls[name] = (lambda w=w: locally_connected(x, w, case.stride, backend="torch"), (x, w))
-        elif name == "naive":
+            impls[name] = (lambda w=w, kind=kind, p=precision or "fp32": locally_connected(
+                x, w, case.stride, backend=kind, precision=p), (x, w))
+        elif kind == "naive":
             w = lc_weight()
             impls[name] = (lambda w=w: _naive(x, w, case.stride), (x, w))
-        elif name == "conv2d":
-            w = torch.empty(M, C, r, r).normal_(0, 0.01, generator=g).requires_grad_()
-            impls[name] = (lambda w=w: F.conv2d(x, w, stride=case.stride), (x, w))
+        elif kind == "conv2d":
+            w = torch.empty(M, C, r, r, device=device).normal_(0, 0.01, generator=g).requires_grad_()
+            impls[name] = (lambda w=w, p=precision: _with_matmul_precision(
+                p, lambda: F.conv2d(x, w, stride=case.stride)), (x, w))
     return impls
+
+
+def _with_matmul_precision(precision: str, fn):
+    """fn() with cuDNN's TF32 allowed (precision "tf32") or not (PyTorch allows it for
+    convolutions by default: the fp32 row is then cuDNN at full precision, like ours)."""
+    if not torch.cuda.is_available():
+        return fn()
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=precision == "tf32"):
+        return fn()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _fwd_bwd(fn, leaves):
@@ -108,10 +133,18 @@ def _memory_probe(case_json: str, impl: str) -> None:
     print(_high_water_kib() - before)
 
 
-def _peak_memory_mib(case: LayerCase, impl: str) -> float | None:
-    """Peak resident memory added by one forward + backward, measured in a fresh process (the
-    benchmark process keeps freed memory for reuse, so its own high-water mark says little).
-    Linux only; None elsewhere."""
+def _peak_memory_mib(case: LayerCase, impl: str, device: torch.device, impls: dict) -> float | None:
+    """Peak memory added by one forward + backward. On the CPU it is measured in a fresh process
+    (the benchmark process keeps freed memory for reuse, so its own high-water mark says little;
+    Linux only, None elsewhere)."""
+    if device.type == "cuda":
+        fn, leaves = impls[impl]
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        _fwd_bwd(fn, leaves)
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2 ** 20
     if not Path("/proc/self/status").exists():
         return None
     code = "import sys; from catneuron import bench; bench._memory_probe(sys.argv[1], sys.argv[2])"
@@ -123,27 +156,47 @@ def _peak_memory_mib(case: LayerCase, impl: str) -> float | None:
         return None
 
 
-def sgemm_peak(repeats: int, n: int = 4096) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def sgemm_peak(repeats: int, n: int = 4096, device="cpu", dtype=torch.float32, precision: str = "highest") -> float:
+    """GFLOP/s of an n x n x n matmul, median over repeats; precision "high" allows TF32."""
+    device = torch.device(device)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
         a @ b
-        times.append(time.perf_counter() - t)
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            t = time.perf_counter()
+            a @ b
+            _sync(device)
+            times.append(time.perf_counter() - t)
+    finally:
+        torch.set_float32_matmul_precision(previous)
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
-def bench_case(case: LayerCase, repeats: int, include_naive: bool, peak: float) -> list[dict]:
-    impls = _implementations(case, IMPLS if include_naive else tuple(n for n in IMPLS if n != "naive"))
-    memory = {name: _peak_memory_mib(case, name) for name in impls}
+def matmul_peaks(repeats: int, device: torch.device) -> dict[str, float]:
+    peaks = {"fp32": sgemm_peak(repeats, device=device)}
+    if device.type == "cuda":
+        peaks["tf32"] = sgemm_peak(repeats, 8192, device, precision="high")
+        peaks["bf16"] = sgemm_peak(repeats, 8192, device, dtype=torch.bfloat16)
+    return peaks
+
+
+def bench_case(case: LayerCase, repeats: int, include_naive: bool, peak: float, device="cpu") -> list[dict]:
+    device = torch.device(device)
+    impls = _implementations(case, implementation_names(device, include_naive), device)
+    memory = {name: _peak_memory_mib(case, name, device, impls) for name in impls}
     times = {name: [] for name in impls}
     for name, (fn, leaves) in impls.items():  # warm-up (and kernel build)
         _fwd_bwd(fn, leaves)
     for _ in range(repeats):
         for name, (fn, leaves) in impls.items():
+            _sync(device)
             t = time.perf_counter()
             _fwd_bwd(fn, leaves)
+            _sync(device)
             times[name].append(time.perf_counter() - t)
     med = {name: statistics.median(ts) for name, ts in times.items()}
     rows = []
@@ -165,57 +218,91 @@ def cases(cfg: Config) -> list[LayerCase]:
     return out
 
 
-def train_throughput(cfg: Config, steps: int) -> dict:
-    """Images/s of full training steps (objective, backward, Adagrad, projection) on random input."""
+def train_throughput(cfg: Config, steps: int, device="cpu", data: bool = False) -> dict:
+    """Images/s of full training steps (objective, backward, optimizer, projection): on one random
+    batch already on the device, or (data=True) on the configured training data through the
+    trainer's data path."""
+    from catneuron.data.loader import ImageStream
+    from catneuron.data.preprocess import to_tensor
+    from catneuron.data.sources import resolve_all
     from catneuron.nn.autoencoder import DeepSparseAutoencoder
-    from catneuron.train.trainer import make_optimizer
+    from catneuron.train.trainer import make_optimizer, train_step
+    device = torch.device(device)
     torch.manual_seed(0)
-    model = DeepSparseAutoencoder(cfg.model)
+    model = DeepSparseAutoencoder(cfg.model, device=device)
     opt = make_optimizer(cfg, model.parameters())
-    x = torch.randn(cfg.train.batch_size, cfg.model.channels, cfg.model.input_size, cfg.model.input_size)
+    B, S = cfg.train.batch_size, cfg.model.input_size
+    if data:
+        stream = ImageStream(resolve_all(cfg.data.train, cfg.data.root), S, cfg.model.channels,
+                             workers=cfg.data.workers)
+        batches = stream.batches(B)
+
+        def batch():
+            return to_tensor(next(batches)[0], cfg.data.preprocess, device)
+    else:
+        x = torch.randn(B, cfg.model.channels, S, S, device=device)
+
+        def batch():
+            return x
     times = []
-    for i in range(steps + 1):
-        t = time.perf_counter()
-        obj = model.objective(x)
-        opt.zero_grad(set_to_none=True)
-        obj.total.backward()
-        opt.step()
-        model.project_()
-        if i:
-            times.append(time.perf_counter() - t)
+    try:
+        for i in range(steps + 1):
+            _sync(device)
+            t = time.perf_counter()
+            train_step(model, opt, cfg, batch())
+            _sync(device)
+            if i:
+                times.append(time.perf_counter() - t)
+    finally:
+        if data:
+            batches.close()
     step = statistics.median(times)
-    return {"preset": cfg.preset, "batch": cfg.train.batch_size, "ms_per_step": step * 1e3,
-            "images_per_s": cfg.train.batch_size / step}
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
+    return {"preset": cfg.preset, "batch": B, "data": "corpus" if data else "random", "device": str(device),
+            "precision": cfg.model.precision, "ms_per_step": step * 1e3, "images_per_s": B / step,
+            "peak_gib": peak}
 
 
-def format_table(rows: list[dict], peak: float) -> str:
-    lines = [f"sgemm peak (4096^3, median): {peak:.0f} GFLOP/s", "",
-             f"{'case':<36}{'impl':<8}{'ms':>9}{'GFLOP/s':>9}{'% peak':>8}{'x naive':>9}{'x conv':>8}"
+def format_table(rows: list[dict], peaks: dict[str, float]) -> str:
+    peak = peaks["fp32"]
+    lines = ["matmul peak (median): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()), "",
+             f"{'case':<36}{'impl':<14}{'ms':>9}{'GFLOP/s':>9}{'% fp32 peak':>12}{'x naive':>9}{'x conv':>8}"
              f"{'peak MiB':>10}"]
     for r in rows:
         xn = f"{r['x_naive']:.1f}" if r["x_naive"] is not None else "-"
         mem = f"{r['peak_mib']:.0f}" if r["peak_mib"] is not None else "-"
-        lines.append(f"{r['case']:<36}{r['impl']:<8}{r['ms']:>9.1f}{r['gflops']:>9.1f}{r['peak_pct']:>8.1f}"
+        lines.append(f"{r['case']:<36}{r['impl']:<14}{r['ms']:>9.2f}{r['gflops']:>9.1f}{100 * r['gflops'] / peak:>12.1f}"
                      f"{xn:>9}{r['x_conv2d']:>8.2f}{mem:>10}")
     return "\n".join(lines)
 
 
-def run_benchmark(cfg: Config, quick: bool = False, repeats: int = 5, out: str | None = None) -> dict:
+def run_benchmark(cfg: Config, quick: bool = False, repeats: int = 5, out: str | None = None,
+                  device="cpu") -> dict:
+    from catneuron.errors import DataError
+    device = torch.device(device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     repeats = min(repeats, 3) if quick else repeats
-    peak = sgemm_peak(repeats)
+    peaks = matmul_peaks(repeats, device)
     rows = []
     for case in cases(cfg):
-        rows += bench_case(case, repeats, include_naive=not quick or case.flops() < 5e9, peak=peak)
-        print(format_table([r for r in rows if r["case"] == case.name], peak).split("\n", 3)[-1], flush=True)
-    train = train_throughput(cfg, 3 if quick else 10)
+        rows += bench_case(case, repeats, include_naive=not quick or case.flops() < 5e9, peak=peaks["fp32"],
+                           device=device)
+        print(format_table([r for r in rows if r["case"] == case.name], peaks).split("\n", 3)[-1], flush=True)
+    steps = 3 if quick else 10
+    train = [train_throughput(cfg, steps, device)]
+    try:
+        train.append(train_throughput(cfg, steps, device, data=True))
+    except DataError as err:
+        print(f"(training through the data path not measured: {err})")
     print()
-    print(format_table(rows, peak))
-    print(f"\n{train['preset']} preset training: {train['ms_per_step']:.0f} ms per step of {train['batch']} images = "
-          f"{train['images_per_s']:.0f} images/s")
-    result = {"sgemm_gflops": peak, "layers": rows, "train": train, "environment": environment(),
-              "cases": [asdict(c) for c in cases(cfg)]}
+    print(format_table(rows, peaks))
+    for t in train:
+        memory = f", peak {t['peak_gib']:.1f} GiB" if t["peak_gib"] is not None else ""
+        print(f"{t['preset']} preset training on {t['device']} ({t['data']} input, {t['precision']}): "
+              f"{t['ms_per_step']:.0f} ms per step of {t['batch']} images = {t['images_per_s']:.0f} images/s{memory}")
+    result = {"matmul_gflops": peaks, "layers": rows, "train": train, "environment": environment(),
+              "device": str(device), "cases": [asdict(c) for c in cases(cfg)]}
     if out:
         Path(out).write_text(json.dumps(result, indent=2))
     return result

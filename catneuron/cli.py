@@ -46,10 +46,11 @@ def build_config(args, default_preset: str, base: C.Config | None = None) -> C.C
 
 
 def cmd_info(args) -> None:
-    from catneuron.nn.accounting import describe
+    from catneuron.nn.accounting import describe, parse_bytes
     cfg = build_config(args, "paper")
+    gpu = parse_bytes(args.gpu_memory, "--gpu-memory") if args.gpu_memory else None
     print(f"preset {cfg.preset}")
-    print(describe(cfg.model, args.batch_size or cfg.train.batch_size, cfg.train.optimizer))
+    print(describe(cfg.model, args.batch_size or cfg.train.batch_size, cfg.train.optimizer, gpu))
 
 
 def cmd_train(args) -> None:
@@ -75,7 +76,7 @@ def cmd_train(args) -> None:
 def cmd_bench(args) -> None:
     from catneuron.bench import run_benchmark
     cfg = build_config(args, "small")
-    run_benchmark(cfg, quick=args.quick, repeats=args.repeats, out=args.out)
+    run_benchmark(cfg, quick=args.quick, repeats=args.repeats, out=args.out, device=_device(args, cfg))
 
 
 def _run_config(args) -> C.Config:
@@ -99,8 +100,9 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 def cmd_probe(args) -> None:
     from catneuron.probe.report import table_rows
     from catneuron.probe.run import probe
-    results = probe(args.run, _run_config(args), _pairs(args.compare, "--compare"), args.positives, args.negatives,
-                    device=_device(args), force=args.force, progress=not args.no_progress)
+    cfg = _run_config(args)
+    results = probe(args.run, cfg, _pairs(args.compare, "--compare"), args.positives, args.negatives,
+                    device=_device(args, cfg), force=args.force, progress=not args.no_progress)
     for name, task in results["tasks"].items():
         print(f"\n{name}: {task['set']['positives']:,} positives, {task['set']['negatives']:,} distractors")
         for label, _, paper, held in table_rows(task):
@@ -111,8 +113,9 @@ def cmd_probe(args) -> None:
 
 def cmd_visualize(args) -> None:
     from catneuron.probe.pictures import visualize
-    out = visualize(args.run, _run_config(args), steps=args.steps, concepts=not args.no_concepts,
-                    positives=args.positives, negatives=args.negatives, device=_device(args))
+    cfg = _run_config(args)
+    out = visualize(args.run, cfg, steps=args.steps, concepts=not args.no_concepts,
+                    positives=args.positives, negatives=args.negatives, device=_device(args, cfg))
     print(f"pictures of {len(out['tasks'])} neurons in {Path(args.run) / 'probe' / 'pictures'}")
 
 
@@ -130,6 +133,7 @@ def cmd_classify_train(args) -> None:
     cfg = _run_config(args) if args.init == "pretrained" else build_config(args, "small")
     if args.init == "pretrained":
         cfg.model = model_config(args.run).model
+    cfg.train.device = _device(args, cfg)
     m, c = cfg.model, cfg.classify
     data = load_task(args.task, m.input_size, m.channels, cfg.data.root, c.per_class, c.seed, not args.no_progress)
     train, val = data.halves(c.seed)
@@ -143,7 +147,9 @@ def cmd_classify_train(args) -> None:
 
 def cmd_classify_compare(args) -> None:
     from catneuron.classify.experiment import compare, table_markdown
-    results = compare(args.run, args.task, _run_config(args), args.out, progress=not args.no_progress)
+    cfg = _run_config(args)
+    cfg.train.device = _device(args, cfg)
+    results = compare(args.run, args.task, cfg, args.out, progress=not args.no_progress)
     print(table_markdown(results))
     print(f"results: {Path(args.out) / 'results.json'}")
 
@@ -155,7 +161,7 @@ def cmd_classify_predict(args) -> None:
     from catneuron import load
     from catneuron.data.images import IMAGE_SUFFIXES
     from catneuron.data.sources import images_under
-    clf = load(args.classifier, _device(args))
+    clf = load(args.classifier, _device(args, None))
     files = []
     for item in map(Path, args.images):
         if not item.exists():
@@ -184,9 +190,17 @@ def cmd_demo(args) -> None:
     print(f"report: {page}")
 
 
-def _device(args) -> str:
+def _device(args, cfg: C.Config | None) -> str:
+    """--device; else the run's own train.device where this machine has it; else auto."""
     from catneuron.train.trainer import resolve_device
-    return str(resolve_device(build_config(args, "small").train.device))
+    if args.device or cfg is None:
+        return str(resolve_device(args.device or "auto"))
+    import torch
+    if cfg.train.device.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger("catneuron").info("the run was set up for %s, which this machine lacks: using the CPU",
+                                            cfg.train.device)
+        return "cpu"
+    return str(resolve_device(cfg.train.device))
 
 
 def _data_root(args):
@@ -353,6 +367,9 @@ def _data_parsers(sub) -> None:
     p.set_defaults(func=cmd_data_download)
 
 
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (default: the run's train.device where this machine has it, else auto)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="catneuron", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -361,6 +378,8 @@ def parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="parameter and connection counts, memory and FLOPs of a configuration")
     _config_args(info, "paper")
     info.add_argument("--batch-size", type=int, help="batch size for the memory estimate (default: the config's)")
+    info.add_argument("--gpu-memory", metavar="SIZE", help="say whether training fits a GPU of this memory, "
+                                                          "e.g. 80GiB or 24GB")
     info.set_defaults(func=cmd_info)
 
     train = sub.add_parser("train", help="train the deep sparse autoencoder on unlabeled images")
@@ -393,6 +412,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer repeats, skip the slow naive layer on big cases")
     bench.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
     bench.add_argument("--out", help="also write the table as JSON here")
+    bench.add_argument("--device", help=DEVICE_HELP.replace("the run's train.device", "train.device"))
     bench.set_defaults(func=cmd_bench)
 
     _data_parsers(sub)
@@ -407,6 +427,7 @@ def parser() -> argparse.ArgumentParser:
                                                       "the default test sets")
     probe.add_argument("--negatives", nargs="+", help="distractors to go with --positives")
     probe.add_argument("--force", action="store_true", help="score again what the probe has cached")
+    probe.add_argument("--device", help=DEVICE_HELP)
     probe.set_defaults(func=cmd_probe)
 
     vis = sub.add_parser("visualize", help="histograms, top stimuli, optimal stimuli, invariance curves and the "
@@ -417,6 +438,7 @@ def parser() -> argparse.ArgumentParser:
     vis.add_argument("--no-concepts", action="store_true", help="skip the concept scan")
     vis.add_argument("--positives", nargs="+")
     vis.add_argument("--negatives", nargs="+")
+    vis.add_argument("--device", help=DEVICE_HELP)
     vis.set_defaults(func=cmd_visualize)
 
     cls = sub.add_parser("classify", help="supervised use of the features: classifiers on the top layer, then "
@@ -430,6 +452,7 @@ def parser() -> argparse.ArgumentParser:
     ctrain.add_argument("--init", choices=["pretrained", "random", "pixels"], default="pretrained",
                         help="start from the run's weights, the same architecture at random, or raw pixels")
     ctrain.add_argument("--out", required=True, help="directory for classifier.safetensors")
+    ctrain.add_argument("--device", help=DEVICE_HELP)
     ctrain.set_defaults(func=cmd_classify_train)
     ccomp = cls_sub.add_parser("compare", help="the paper's table: pretrained vs random init vs raw pixels, "
                                                "frozen and fine-tuned")
@@ -437,12 +460,14 @@ def parser() -> argparse.ArgumentParser:
     ccomp.add_argument("run")
     ccomp.add_argument("--task", required=True, help=task_help)
     ccomp.add_argument("--out", required=True, help="directory for results.json, table.md and the classifiers")
+    ccomp.add_argument("--device", help=DEVICE_HELP)
     ccomp.set_defaults(func=cmd_classify_compare)
     cpred = cls_sub.add_parser("predict", help="classify images or folders of images with a saved classifier")
     _config_args(cpred, "small")
     cpred.add_argument("classifier", help="directory written by classify train/compare")
     cpred.add_argument("images", nargs="+", help="image files or folders")
     cpred.add_argument("--out", help="CSV file (default: standard output)")
+    cpred.add_argument("--device", help="cpu, cuda, cuda:N or auto (default auto)")
     cpred.set_defaults(func=cmd_classify_predict)
 
     rep = sub.add_parser("report", help="one self-contained HTML page of the probe's results")

@@ -64,7 +64,10 @@ class ModelConfig:
     # only by its own objective (all stages still train at the same time on the summed loss).
     # True: the exact gradient of the summed objective, which also reaches the stages below.
     cross_stage_grad: bool = False
-    backend: str = "auto"        # locally connected kernels: auto | native | torch
+    backend: str = "auto"        # locally connected kernels: auto | native | batched | torch (nn/local.py)
+    # Of the locally connected multiplies: fp32 | tf32 (CUDA) | bf16 (operands in bfloat16, float32
+    # accumulation). Everything else stays float32. docs/RESULTS.md has its effect on the objective.
+    precision: str = "fp32"
     # sparse: the paper's stages (filtering -> L2 pooling -> LCN). sigmoid: Table 1's "deep
     # autoencoder" baseline of the same connectivity: filtering + bias -> sigmoid, no pooling or
     # LCN, the sparsity term on the sigmoid outputs.
@@ -362,7 +365,8 @@ def geometry(model: ModelConfig) -> list[StageGeometry]:
 
 CHOICES = {
     "model.norm_constraint": ("decoder", "encoder", "both", "none"),
-    "model.backend": ("auto", "native", "torch"),
+    "model.backend": ("auto", "native", "batched", "torch"),
+    "model.precision": ("fp32", "tf32", "bf16"),
     "model.kind": ("sparse", "sigmoid"),
     "model.decoder_init": ("random", "zero"),
     "data.preprocess": ("standardize", "whiten", "lcn", "none"),
@@ -387,6 +391,9 @@ def validate(cfg: Config) -> Config:
                            ("train.lr", t.lr, 0), ("train.weight_decay", t.weight_decay, 0)):
         if not value >= lo:
             raise ConfigError(f"{key} must be >= {lo}, got {value}")
+    if m.backend in ("native", "torch") and m.precision != "fp32":
+        raise ConfigError(f"model.precision = {m.precision!r} needs model.backend = auto or batched "
+                          f"(the {m.backend} kernel computes at fp32)")
     if not m.encoder_init > 0:
         raise ConfigError(f"model.encoder_init must be > 0, got {m.encoder_init}")
     if m.eps <= 0:

@@ -84,3 +84,31 @@ def test_data_frames_command_writes_documented_outputs(tmp_path, capsys, dataset
     assert "3 frames from 3 of 3 videos" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "f").iterdir()} == {"train-000000.tar.gz", "manifest.json", "report.json",
                                                            "progress.json"}
+
+
+def test_device_flag_then_the_runs_device_where_present_then_auto(monkeypatch):
+    import argparse
+
+    import torch
+
+    from catneuron import config as C
+    from catneuron.cli import _device
+    cfg = C.preset("tiny")
+    cfg.train.device = "cuda:1"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _device(argparse.Namespace(device=None), cfg) == "cpu"       # the run's GPU is not here
+    assert _device(argparse.Namespace(device="cpu"), cfg) == "cpu"
+    assert _device(argparse.Namespace(device=None), None) == "cpu"      # auto, no GPU
+    cfg.train.device = "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _device(argparse.Namespace(device=None), cfg) == "cpu"       # the run's own choice
+    assert _device(argparse.Namespace(device=None), None) == "cuda"
+
+
+def test_info_gpu_memory_and_device_flags(capsys):
+    assert main(["info", "--preset", "paper", "--batch-size", "100", "--gpu-memory", "80GiB"]) == 0
+    assert "on a GPU of 80 GiB (78 GiB usable): fits" in capsys.readouterr().out
+    assert main(["info", "--gpu-memory", "eighty"]) == 2
+    assert "--gpu-memory 'eighty': expected a size" in _error_line(capsys)
+    assert main(["probe", "runs/none", "--device", "cuda:7"]) == 2
+    assert _error_line(capsys).startswith("catneuron: error: runs/none: not a run directory")

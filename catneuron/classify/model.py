@@ -69,7 +69,7 @@ class Classifier(nn.Module):
         self.eval()
         batch = as_batch(images, self.input_size, self.channels)
         device = self.head.weight.device
-        out = [self(to_tensor(batch[i:i + batch_size], self.preprocess).to(device)).cpu()
+        out = [self(to_tensor(batch[i:i + batch_size], self.preprocess, device)).cpu()
                for i in range(0, len(batch), batch_size)]
         return torch.cat(out) if out else torch.zeros(0, len(self.classes))
 

@@ -21,7 +21,7 @@ def raw_features(clf: Classifier, data: LabeledSet, batch_size: int, progress: b
     out = []
     for i in tqdm(range(0, len(data), batch_size), desc=desc, unit="batch", disable=not progress,
                   dynamic_ncols=True):
-        out.append(clf.raw_features(to_tensor(data.images[i:i + batch_size], clf.preprocess).to(_device(clf))))
+        out.append(clf.raw_features(to_tensor(data.images[i:i + batch_size], clf.preprocess, _device(clf))))
     return torch.cat(out)
 
 
@@ -62,7 +62,7 @@ def finetune(clf: Classifier, data: LabeledSet, cfg: ClassifyConfig, progress: b
         order = rng.permutation(len(data))
         for start in range(0, len(order), cfg.batch_size):
             idx = np.sort(order[start:start + cfg.batch_size])
-            x = to_tensor(data.images[idx], clf.preprocess).to(_device(clf))
+            x = to_tensor(data.images[idx], clf.preprocess, _device(clf))
             loss = clf.loss(clf(x), torch.from_numpy(data.labels[idx]).to(x.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -66,14 +66,57 @@ class ModelCount:
         return sum(s.train_flops(self.cfg.cross_stage_grad and k > 0) for k, s in enumerate(self.stages))
 
     def memory(self, batch: int, optimizer: str = "adagrad") -> dict[str, int]:
-        """Bytes for training at this batch size (float32); the optimizer keeps one tensor the
-        size of the weights per state (Adagrad: 1, Adam: 2, plain SGD: 0, with momentum 1)."""
+        """Bytes for a training step at this batch size (float32): weights, their gradients, the
+        optimizer's state (one tensor the size of the weights per state: Adagrad 1, Adam 2, SGD 1),
+        the activations autograd keeps for the backward pass (counted by running the objective on
+        the meta device), and a workspace for what lives only during one layer's backward: the
+        batched kernel's band buffers (patches and products, at most lc_batched.CHUNK_BYTES each,
+        and a channels-last copy) and a few gradients of the largest sublayer output."""
+        from catneuron.nn.lc_batched import CHUNK_BYTES
         p = self.parameters * FLOAT_BYTES
+        largest = batch * FLOAT_BYTES * max(max(s.in_shape[0] * s.in_shape[1] * s.in_shape[2],
+                                                s.filter_shape[0] * s.filter_shape[1] * s.filter_shape[2])
+                                            for s in self.stages)
         return {"weights": p, "gradients": p, "optimizer_state": p * OPTIMIZER_STATES.get(optimizer, 1),
-                "activations": batch * FLOAT_BYTES * sum(s.activations() for s in self.stages)}
+                "activations": saved_for_backward(self.cfg, batch), "workspace": 2 * CHUNK_BYTES + 5 * largest}
 
 
 OPTIMIZER_STATES = {"adagrad": 1, "adam": 2, "sgd": 1}
+
+
+def saved_for_backward(cfg: ModelConfig, batch: int) -> int:
+    """Bytes of the tensors (other than the weights) that autograd keeps between the objective's
+    forward and backward passes, at this batch size: the objective is run on the meta device, which
+    allocates nothing, and every tensor saved for backward is counted once."""
+    import torch
+    model = DeepSparseAutoencoder(cfg, device="meta")
+    x = torch.empty(batch, cfg.channels, cfg.input_size, cfg.input_size, device="meta")
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        if not (t.is_leaf and t.requires_grad):
+            saved[id(t)] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.objective(x)
+    return sum(saved.values())
+
+
+def parse_bytes(text: str, setting: str) -> int:
+    """'80GiB', '80 GB', '24g', '512MiB' -> bytes (GB = 10^9, GiB = 2^30; a bare G means GiB)."""
+    units = {"": 1, "b": 1, "k": 2 ** 10, "kb": 10 ** 3, "kib": 2 ** 10, "m": 2 ** 20, "mb": 10 ** 6,
+             "mib": 2 ** 20, "g": 2 ** 30, "gb": 10 ** 9, "gib": 2 ** 30, "t": 2 ** 40, "tb": 10 ** 12, "tib": 2 ** 40}
+    number = text.strip().lower().rstrip("abgikmt ")
+    unit = text.strip().lower()[len(number):].strip()
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in units or not value > 0:
+        from catneuron.errors import ConfigError
+        raise ConfigError(f"{setting} {text!r}: expected a size such as 80GiB, 24GB or 512MiB")
+    return int(value * units[unit])
 
 
 def count(cfg: ModelConfig) -> ModelCount:
@@ -116,13 +159,13 @@ def _human(n: float, unit: str = "") -> str:
 
 def _bytes(n: int) -> str:
     for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024:
+        if n < 1000:
             return f"{n:.3g} {suffix}"
         n /= 1024
     return f"{n:.3g} PiB"
 
 
-def describe(cfg: ModelConfig, batch: int = 100, optimizer: str = "adagrad") -> str:
+def describe(cfg: ModelConfig, batch: int = 100, optimizer: str = "adagrad", gpu_memory: int | None = None) -> str:
     c = count(cfg)
     fields = receptive_fields(cfg)
     lines = [f"input {cfg.input_size}x{cfg.input_size}x{cfg.channels}, {len(c.stages)} stages "
@@ -141,12 +184,23 @@ def describe(cfg: ModelConfig, batch: int = 100, optimizer: str = "adagrad") -> 
     lines += ["",
               f"encoder connections (W1):     {c.connections:,}",
               f"trainable parameters (W1+W2): {c.parameters:,}",
-              f"memory at batch {batch} (float32): weights {_bytes(mem['weights'])}, gradients "
-              f"{_bytes(mem['gradients'])}, {optimizer} state {_bytes(mem['optimizer_state'])}, activations "
-              f"{_bytes(mem['activations'])} (all sublayer outputs and reconstructions); total "
+              f"memory of a training step at batch {batch} (float32): weights {_bytes(mem['weights'])}, gradients "
+              f"{_bytes(mem['gradients'])}, {optimizer} state {_bytes(mem['optimizer_state'])}, activations kept "
+              f"for backward {_bytes(mem['activations'])}, kernel workspace {_bytes(mem['workspace'])}; total "
               f"{_bytes(sum(mem.values()))}",
               f"FLOPs per image: features (encoder + pooling) {_human(c.forward_flops())}, "
               f"training step {_human(c.train_flops())}",
               f"FLOPs per training step at batch {batch}: {_human(c.train_flops() * batch)}"]
+    if gpu_memory:
+        total = sum(mem.values())
+        # CUDA's context and the caching allocator's fragmentation take some of a GPU's memory.
+        usable = gpu_memory - RESERVED_GPU_BYTES
+        verdict = (f"fits, {_bytes(usable - total)} to spare" if total <= usable
+                   else f"does not fit: {_bytes(total - usable)} short; lower the batch size or use model "
+                        f"parallelism (--partitions)")
+        lines.append(f"on a GPU of {_bytes(gpu_memory)} ({_bytes(usable)} usable): {verdict}")
     return "\n".join(lines)
+
+
+RESERVED_GPU_BYTES = 2 * 2 ** 30
 

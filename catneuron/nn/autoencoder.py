@@ -30,7 +30,7 @@ class DeepSparseAutoencoder(nn.Module):
         self.stages = nn.ModuleList(
             Stage(g.in_channels, g.in_size, st.maps, st.receptive_field, st.stride, st.pool_size, st.pool_stride,
                   st.lcn_size, lcn=cfg.lcn, tied_weights=cfg.tied_weights, eps=cfg.eps, lcn_c=cfg.lcn_c,
-                  backend=cfg.backend, kind=cfg.kind, device=device, dtype=dtype)
+                  backend=cfg.backend, precision=cfg.precision, kind=cfg.kind, device=device, dtype=dtype)
             for g, st in zip(geometry(cfg), cfg.stages))
         self._initialize()
         self.project_()

@@ -1,10 +1,11 @@
-"""Locally connected kernels in plain PyTorch: any device, any float dtype.
+"""Locally connected kernels in plain PyTorch, row by row: the CPU fallback (any float dtype).
 
 Activations are moved to an (H, W, C, N) layout. There, the r*C inputs that one kernel row of
 one output location sees are a contiguous (r*C, N) block, and the blocks of all locations
 along a row form one overlapping strided view, so each (output row, kernel row) pair is a
-single batched matrix multiply with no unfold buffer. This is the path used on CUDA and for
-float64; on the CPU the native kernel (lc_native) is several times faster.
+single batched matrix multiply with no unfold buffer. This is the path used on the CPU for
+float64 or without a C++ compiler (the native kernel, lc_native, is several times faster); on
+CUDA its thousands of small launches per layer are too slow, and lc_batched is used instead.
 
 Shapes: x (N, C, H, W), y (N, M, Ho, Wo), weight (Ho, Wo, M, r, r, C).
 """

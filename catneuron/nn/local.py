@@ -6,9 +6,12 @@ This is a convolution whose weights differ at every location (Le et al. 2012 use
 filtering sublayers, encoder W1 and decoder W2). The transpose maps features back to the input
 grid with the same connectivity; it is the decoder and the input gradient of the layer.
 
-Two kernel sets compute the three primitive maps (forward, transpose, weight gradient):
-``lc_native`` (C++, CPU float32, the fast path) and ``lc_torch`` (batched matmuls; CUDA,
-float64, or when no compiler is found). ``backend="auto"`` picks native whenever it applies.
+Three kernel sets compute the three primitive maps (forward, transpose, weight gradient):
+``lc_native`` (C++, CPU float32, the fast path there), ``lc_batched`` (one batched matmul per
+band of output rows: CUDA, and reduced precision) and ``lc_torch`` (row by row: the CPU fallback
+for float64 or without a compiler). ``backend="auto"`` picks by device and dtype in that order of
+preference. ``precision`` ("fp32", "tf32", "bf16") sets the multiplies' precision (see
+lc_batched), which only lc_batched offers.
 """
 from __future__ import annotations
 
@@ -19,9 +22,10 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from catneuron.nn import lc_native, lc_torch
+from catneuron.nn import lc_batched, lc_native, lc_torch
 
-Backend = Literal["auto", "native", "torch"]
+Backend = Literal["auto", "native", "batched", "torch"]
+Precision = Literal["fp32", "tf32", "bf16"]
 
 
 def output_size(in_size: int, receptive_field: int, stride: int) -> int:
@@ -29,62 +33,70 @@ def output_size(in_size: int, receptive_field: int, stride: int) -> int:
     return (in_size - receptive_field) // stride + 1
 
 
-def _kernels(backend: Backend, *tensors: torch.Tensor):
-    if backend == "torch":
-        return lc_torch
-    if lc_native.supports(*tensors):
-        return lc_native
+def select_kernels(backend: Backend, precision: Precision, *tensors: torch.Tensor):
+    """(kernel module, its keyword options) for these tensors."""
+    if backend == "batched" or precision != "fp32":
+        if backend in ("native", "torch"):
+            raise RuntimeError(f"precision {precision} needs the batched kernel (backend auto or batched); "
+                               f"the {backend} kernel computes at the tensors' precision fp32")
+        return lc_batched, {"precision": precision}
+    if backend in ("auto", "native") and lc_native.supports(*tensors):
+        return lc_native, {}
     if backend == "native":
         raise RuntimeError("the native locally connected kernel needs float32 CPU tensors and a C++ compiler")
-    return lc_torch
+    if backend == "auto" and tensors[0].device.type != "cpu":
+        return lc_batched, {"precision": precision}
+    return lc_torch, {}
 
 
 class _LocallyConnected(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, stride, backend):
+    def forward(ctx, x, weight, stride, backend, precision):
         ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.backend = stride, backend
-        return _kernels(backend, x, weight).forward(x, weight, stride)
+        ctx.stride, ctx.backend, ctx.precision = stride, backend, precision
+        k, opts = select_kernels(backend, precision, x, weight)
+        return k.forward(x, weight, stride, **opts)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
-        k = _kernels(ctx.backend, x, weight, dy)
+        k, opts = select_kernels(ctx.backend, ctx.precision, x, weight, dy)
         dy = dy.contiguous()
-        dx = k.transpose(dy, weight, ctx.stride, x.shape[-2:]) if ctx.needs_input_grad[0] else None
-        dw = k.weight_grad(x, dy, ctx.stride, weight.shape[3]) if ctx.needs_input_grad[1] else None
-        return dx, dw, None, None
+        dx = k.transpose(dy, weight, ctx.stride, x.shape[-2:], **opts) if ctx.needs_input_grad[0] else None
+        dw = k.weight_grad(x, dy, ctx.stride, weight.shape[3], **opts) if ctx.needs_input_grad[1] else None
+        return dx, dw, None, None, None
 
 
 class _LocallyConnectedTranspose(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y, weight, stride, in_size, backend):
+    def forward(ctx, y, weight, stride, in_size, backend, precision):
         ctx.save_for_backward(y, weight)
-        ctx.stride, ctx.backend = stride, backend
-        return _kernels(backend, y, weight).transpose(y, weight, stride, in_size)
+        ctx.stride, ctx.backend, ctx.precision = stride, backend, precision
+        k, opts = select_kernels(backend, precision, y, weight)
+        return k.transpose(y, weight, stride, in_size, **opts)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dx):
         y, weight = ctx.saved_tensors
-        k = _kernels(ctx.backend, y, weight, dx)
+        k, opts = select_kernels(ctx.backend, ctx.precision, y, weight, dx)
         dx = dx.contiguous()
-        dy = k.forward(dx, weight, ctx.stride) if ctx.needs_input_grad[0] else None
-        dw = k.weight_grad(dx, y, ctx.stride, weight.shape[3]) if ctx.needs_input_grad[1] else None
-        return dy, dw, None, None, None
+        dy = k.forward(dx, weight, ctx.stride, **opts) if ctx.needs_input_grad[0] else None
+        dw = k.weight_grad(dx, y, ctx.stride, weight.shape[3], **opts) if ctx.needs_input_grad[1] else None
+        return dy, dw, None, None, None, None
 
 
-def locally_connected(x: torch.Tensor, weight: torch.Tensor, stride: int = 1,
-                      backend: Backend = "auto") -> torch.Tensor:
+def locally_connected(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, backend: Backend = "auto",
+                      precision: Precision = "fp32") -> torch.Tensor:
     """x (N, C, H, W), weight (Ho, Wo, M, r, r, C) -> (N, M, Ho, Wo)."""
-    return _LocallyConnected.apply(x.contiguous(), weight, stride, backend)
+    return _LocallyConnected.apply(x.contiguous(), weight, stride, backend, precision)
 
 
 def locally_connected_transpose(y: torch.Tensor, weight: torch.Tensor, stride: int, in_size: tuple[int, int],
-                                backend: Backend = "auto") -> torch.Tensor:
+                                backend: Backend = "auto", precision: Precision = "fp32") -> torch.Tensor:
     """The adjoint of ``locally_connected``: y (N, M, Ho, Wo) -> (N, C, H, W)."""
-    return _LocallyConnectedTranspose.apply(y.contiguous(), weight, stride, tuple(in_size), backend)
+    return _LocallyConnectedTranspose.apply(y.contiguous(), weight, stride, tuple(in_size), backend, precision)
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
@@ -99,7 +111,8 @@ class LocallyConnected2d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_maps: int, in_size: int | tuple[int, int], receptive_field: int,
-                 stride: int = 1, backend: Backend = "auto", device=None, dtype=None):
+                 stride: int = 1, backend: Backend = "auto", precision: Precision = "fp32", device=None,
+                 dtype=None):
         super().__init__()
         H, W = _pair(in_size)
         if receptive_field > min(H, W):
@@ -107,7 +120,7 @@ class LocallyConnected2d(nn.Module):
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
         self.in_channels, self.out_maps, self.in_size = in_channels, out_maps, (H, W)
-        self.receptive_field, self.stride, self.backend = receptive_field, stride, backend
+        self.receptive_field, self.stride, self.backend, self.precision = receptive_field, stride, backend, precision
         self.out_size = (output_size(H, receptive_field, stride), output_size(W, receptive_field, stride))
         self.weight = nn.Parameter(torch.empty(*self.out_size, out_maps, receptive_field, receptive_field,
                                                in_channels, device=device, dtype=dtype))
@@ -118,7 +131,7 @@ class LocallyConnected2d(nn.Module):
         nn.init.normal_(self.weight, std=1.0 / math.sqrt(fan_in))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return locally_connected(x, self.weight, self.stride, self.backend)
+        return locally_connected(x, self.weight, self.stride, self.backend, self.precision)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_maps}, in_size={self.in_size}, "
@@ -133,4 +146,4 @@ class LocallyConnectedTranspose2d(LocallyConnected2d):
     """
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return locally_connected_transpose(y, self.weight, self.stride, self.in_size, self.backend)
+        return locally_connected_transpose(y, self.weight, self.stride, self.in_size, self.backend, self.precision)

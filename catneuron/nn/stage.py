@@ -35,13 +35,13 @@ class Stage(nn.Module):
     def __init__(self, in_channels: int, in_size: int, maps: int, receptive_field: int, stride: int = 1,
                  pool_size: int = 5, pool_stride: int = 1, lcn_size: int = 5, *, lcn: bool = True,
                  tied_weights: bool = False, eps: float = 0.01, lcn_c: float = 0.01, backend: str = "auto",
-                 kind: str = "sparse", device=None, dtype=None):
+                 precision: str = "fp32", kind: str = "sparse", device=None, dtype=None):
         super().__init__()
         self.kind = kind
-        self.encoder = LocallyConnected2d(in_channels, maps, in_size, receptive_field, stride, backend,
+        self.encoder = LocallyConnected2d(in_channels, maps, in_size, receptive_field, stride, backend, precision,
                                           device=device, dtype=dtype)
         self.decoder = None if tied_weights else LocallyConnectedTranspose2d(
-            in_channels, maps, in_size, receptive_field, stride, backend, device=device, dtype=dtype)
+            in_channels, maps, in_size, receptive_field, stride, backend, precision, device=device, dtype=dtype)
         if kind == "sigmoid":
             self.hidden_bias = nn.Parameter(torch.zeros(maps, *self.encoder.out_size, device=device, dtype=dtype))
             self.visible_bias = nn.Parameter(torch.zeros(in_channels, *self.encoder.in_size, device=device,
@@ -70,7 +70,7 @@ class Stage(nn.Module):
             x = self.decoder(code)
         else:
             e = self.encoder
-            x = locally_connected_transpose(code, e.weight, e.stride, e.in_size, e.backend)
+            x = locally_connected_transpose(code, e.weight, e.stride, e.in_size, e.backend, e.precision)
         return x + self.visible_bias if self.kind == "sigmoid" else x
 
     @torch.no_grad()

@@ -76,7 +76,8 @@ def scan(det: NetworkDetectors, data: ConceptImages, groups: list[str] | None = 
     ranges = det.group_ranges()
     groups = groups or [g.name for g in det.groups if g.stage == det.groups[-1].stage]
     cols = torch.cat([torch.arange(a, b) for name in groups for a, b in ranges[name][:1]])
-    acts = torch.cat([det(data.images[s:s + batch_size])[:, cols] for s in range(0, len(data.images), batch_size)])
+    acts = torch.cat([det(data.images[s:s + batch_size])[:, cols].cpu()
+                      for s in range(0, len(data.images), batch_size)])
     N, U = acts.shape
     ranks = torch.empty_like(acts, dtype=torch.float32)
     ranks.scatter_(0, acts.argsort(0), torch.arange(1, N + 1, dtype=torch.float32)[:, None].expand(N, U).contiguous())

@@ -5,7 +5,8 @@
     CentroidDetectors     K-means centroids of downsampled training images (minus squared distance)
 
 All take uint8 (B, S, S, C) test images (letterboxed squares, see testsets.py) and return float
-(B, candidates); `describe(index)` names a candidate.
+(B, candidates) on their device (the images travel there as uint8 and are resized and
+standardized there); `describe(index)` names a candidate.
 
 How the network sees a test image (`mode`):
   whole  the image resized to the whole input;
@@ -28,8 +29,8 @@ from catneuron.data.preprocess import standardize
 from catneuron.nn.accounting import receptive_fields
 
 
-def _as_float(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+def _as_float(images: np.ndarray, device=None) -> torch.Tensor:
+    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -106,8 +107,8 @@ class NetworkDetectors:
         self.candidates = self.units * len(self.positions)
 
     def canvases(self, images: np.ndarray) -> torch.Tensor:
-        """(B, S, S, C) uint8 -> (B * placements, C, S, S) network input."""
-        x = _as_float(images)
+        """(B, S, S, C) uint8 -> (B * placements, C, S, S) network input, on the network's device."""
+        x = _as_float(images, self.device)
         S = self.cfg.input_size
         if self.mode == "whole":
             return standardize(resize(x, S), self.preprocess)
@@ -184,9 +185,13 @@ class LinearFilterDetectors:
         p = p / p.flatten(1).norm(dim=1).clamp_min(1e-8)[:, None, None, None]
         return cls(p, size, preprocess, [sources[k] for k in order])
 
+    def to(self, device) -> "LinearFilterDetectors":
+        self.filters = self.filters.to(device)
+        return self
+
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> torch.Tensor:
-        x = standardize(resize(_as_float(images), self.size), self.preprocess).flatten(1)
+        x = standardize(resize(_as_float(images, self.filters.device), self.size), self.preprocess).flatten(1)
         return x @ self.filters.T
 
     def describe(self, index: int) -> dict:
@@ -220,9 +225,13 @@ class CentroidDetectors:
         km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=4096, n_init=3).fit(x)
         return cls(torch.from_numpy(km.cluster_centers_).float(), size, preprocess)
 
+    def to(self, device) -> "CentroidDetectors":
+        self.centroids, self.sq = self.centroids.to(device), self.sq.to(device)
+        return self
+
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> torch.Tensor:
-        x = standardize(resize(_as_float(images), self.size), self.preprocess).flatten(1)
+        x = standardize(resize(_as_float(images, self.centroids.device), self.size), self.preprocess).flatten(1)
         return 2 * x @ self.centroids.T - self.sq[None, :] - (x ** 2).sum(1, keepdim=True)
 
     def describe(self, index: int) -> dict:

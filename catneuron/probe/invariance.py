@@ -52,7 +52,7 @@ class Probe:
         centre_y, centre_x = self.top + self.field / 2, self.left + self.field / 2
         top, left = round(centre_y - size / 2) + dy, round(centre_x - size / 2) + dx
         canvases = torch.stack([_canvas(img, self.S, size, top, left) for img in x])
-        return self.f(standardize(canvases, self.preprocess)).numpy()
+        return self.f(standardize(canvases, self.preprocess)).cpu().numpy()
 
 
 def scale_translation_curves(probe: Probe, faces: np.ndarray) -> dict[str, dict]:

@@ -74,7 +74,7 @@ def score(det, ts: testsets.TestSet, batch_size: int = 100, progress: bool = Tru
         picks[f"{name}|paper"] = int(idx[fs.accuracy[idx].argmax()])
         picks[f"{name}|heldout"] = int(idx[vs.accuracy[idx].argmax()])
     chosen = sorted(set(picks.values()))
-    responses = np.concatenate([det(ts.images[sl])[:, chosen].numpy() for sl in _batches(n, batch_size)])
+    responses = np.concatenate([det(ts.images[sl])[:, chosen].cpu().numpy() for sl in _batches(n, batch_size)])
     column = {c: responses[:, k] for k, c in enumerate(chosen)}
 
     test = ~ts.val
@@ -172,12 +172,14 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
         sets.append(Detectors("linear", f"best linear filter ({p.linear_filters:,} training patches, "
                                         f"{top_field}x{top_field})",
                               lambda: LinearFilterDetectors.sample(*training_sample(cfg, p.linear_filters, p.seed + 1),
-                                                                   top_field, p.seed, cfg.data.preprocess), "baseline",
+                                                                   top_field, p.seed, cfg.data.preprocess).to(device),
+                              "baseline",
                               {**corpus, "filters": p.linear_filters, "size": top_field}))
     if p.kmeans_centroids:
         def kmeans():
             images, _ = training_sample(cfg, p.kmeans_images, p.seed + 2)
-            return CentroidDetectors.fit(images, p.kmeans_centroids, p.kmeans_size, p.seed, cfg.data.preprocess)
+            return CentroidDetectors.fit(images, p.kmeans_centroids, p.kmeans_size, p.seed,
+                                         cfg.data.preprocess).to(device)
         sets.append(Detectors("kmeans", f"K-means ({p.kmeans_centroids:,} centroids, "
                                         f"{p.kmeans_size}x{p.kmeans_size} images)", kmeans, "baseline",
                               {**corpus, "k": p.kmeans_centroids, "size": p.kmeans_size, "images": p.kmeans_images}))

@@ -55,19 +55,23 @@ class StreamingScorer:
     negatives and positives of two splits); `scores` then names which ids count as positive and
     which as negative, so one histogram pass serves several splits. Thresholds come from the
     range over everything observed (no labels enter it).
+
+    The state lives on the device of the responses (moved there by the first batch), so a GPU's
+    responses never cross to the CPU; `scores` returns CPU tensors.
     """
 
     def __init__(self, candidates: int, classes: int = 2, thresholds: int = THRESHOLDS, bins_per_step: int = 4,
-                 device=None, chunk: int = 1 << 17):
+                 chunk: int = 1 << 17):
         self.U, self.classes, self.T, self.bps = candidates, classes, thresholds, bins_per_step
         self.bins = (thresholds + 1) * bins_per_step
-        self.device, self.chunk = device, chunk
-        self.lo = torch.full((candidates,), float("inf"), device=device)
-        self.hi = torch.full((candidates,), float("-inf"), device=device)
+        self.chunk = chunk
+        self.lo = torch.full((candidates,), float("inf"))
+        self.hi = torch.full((candidates,), float("-inf"))
         self.counts: torch.Tensor | None = None      # (classes, U, bins)
 
     def observe_range(self, acts: torch.Tensor) -> None:
         """acts: (B, U)."""
+        self.lo, self.hi = self.lo.to(acts.device), self.hi.to(acts.device)
         if acts.shape[0]:
             self.lo = torch.minimum(self.lo, acts.min(0).values.float())
             self.hi = torch.maximum(self.hi, acts.max(0).values.float())
@@ -75,7 +79,9 @@ class StreamingScorer:
     def observe(self, acts: torch.Tensor, classes: torch.Tensor) -> None:
         """acts: (B, U); classes: (B,) ints in 0..classes-1 (a bool tensor: True = positive)."""
         if self.counts is None:
-            self.counts = torch.zeros(self.classes, self.U, self.bins, dtype=torch.int32, device=self.device)
+            self.counts = torch.zeros(self.classes, self.U, self.bins, dtype=torch.int32, device=acts.device)
+        if self.lo.device != acts.device:
+            raise ValueError(f"responses on {acts.device}, but their range was observed on {self.lo.device}")
         if not acts.shape[0]:
             return
         y = classes.long().to(acts.device)
@@ -111,7 +117,7 @@ class StreamingScorer:
         neg_below = neg.cumsum(1) - neg
         auc = (pos * (neg_below + 0.5 * neg)).sum(1) / max(1.0, P * N)
         threshold = self.lo + (k + 1).to(self.lo.dtype) * (self.hi - self.lo) / (self.T + 1)
-        return Scores(best.float(), threshold, either.float(), auc.float(), int(P), int(N))
+        return Scores(best.float().cpu(), threshold.cpu(), either.float().cpu(), auc.float().cpu(), int(P), int(N))
 
 
 def accuracy_at(acts: torch.Tensor, labels: torch.Tensor, threshold: float) -> float:

@@ -129,7 +129,7 @@ class Trainer:
         if self.resume and (self.run_dir / "config.json").exists():
             # Through from_dict, so settings added since the run started compare at their defaults.
             saved = from_dict(json.loads((self.run_dir / "config.json").read_text())).to_dict()
-            if saved["model"] != self.cfg.to_dict()["model"]:
+            if _network(saved["model"]) != _network(self.cfg.to_dict()["model"]):
                 raise CatneuronError(f"--resume: the model settings differ from those of {self.run_dir}/config.json")
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -187,7 +187,7 @@ class Trainer:
                     metrics.write(json.dumps({"step": 0, "images": 0, **monitor.row(model)}) + "\n")
                 while step < t.steps and not stop.requested:
                     batch, _ = next(batches)
-                    x = to_tensor(batch, cfg.data.preprocess).to(device, non_blocking=True)
+                    x = to_tensor(batch, cfg.data.preprocess, device)
                     objective = train_step(model, optimizer, cfg, x)
                     step += 1
                     images_seen += len(batch)
@@ -230,6 +230,11 @@ class Trainer:
         else:
             checkpoint.save_weights(model, self.run_dir / "model.safetensors", {**meta, "step": str(step)})
         return TrainResult(self.run_dir, step, images_seen, loss_value, interrupted)
+
+
+def _network(model: dict) -> dict:
+    """The model settings that define the network (not how its kernels compute it)."""
+    return {k: v for k, v in model.items() if k not in ("backend", "precision")}
 
 
 def _write_json(path: Path, data) -> None:

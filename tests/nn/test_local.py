@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from catneuron.nn import lc_native
+from catneuron.nn import lc_batched, lc_native
 from catneuron.nn.local import (LocallyConnected2d, LocallyConnectedTranspose2d, locally_connected,
                                 locally_connected_transpose)
 from tests.nn import reference
@@ -18,7 +18,7 @@ SHAPES = [
     (1, 1, 7, 7, 7, 1, 1),
     (3, 5, 15, 8, 2, 2, 11),
 ]
-BACKENDS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not lc_native.available(),
+BACKENDS = ["torch", "batched", pytest.param("native", marks=pytest.mark.skipif(not lc_native.available(),
                                                                        reason="no C++ compiler"))]
 
 
@@ -41,7 +41,7 @@ def test_forward_and_backward_match_reference(shape, backend):
     gx_ref, gw_ref = torch.autograd.grad(y_ref, (x, w), dy)
 
     # The native kernel is float32 only: compare it to the float64 reference at float32 precision.
-    dtype = torch.float64 if backend == "torch" else torch.float32
+    dtype = torch.float32 if backend == "native" else torch.float64
     tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
     xb = x.detach().to(dtype).requires_grad_()
     wb = weight.to(dtype).requires_grad_()
@@ -63,7 +63,7 @@ def test_transpose_and_its_gradients_match_reference(shape, backend):
     dx = torch.randn_like(x_ref)
     gh_ref, gw_ref = torch.autograd.grad(x_ref, (h, w), dx)
 
-    dtype = torch.float64 if backend == "torch" else torch.float32
+    dtype = torch.float32 if backend == "native" else torch.float64
     tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
     hb = h.detach().to(dtype).requires_grad_()
     wb = w.detach().to(dtype).requires_grad_()
@@ -137,9 +137,139 @@ def test_bad_geometry_is_rejected(kwargs, message):
         LocallyConnected2d(**kwargs)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_cuda_matches_cpu():
-    layer, x, r, s = _case((9, 3, 12, 12, 4, 2, 5), dtype=torch.float32)
-    y_cpu = layer(x)
-    y_gpu = layer.cuda()(x.cuda())
-    torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=1e-4, atol=1e-4)
+def _three_maps(x, w, dy, s, **kw):
+    """forward, transpose of dy and weight gradient by lc_batched."""
+    return (lc_batched.forward(x, w, s, **kw), lc_batched.transpose(dy, w, s, x.shape[-2:], **kw),
+            lc_batched.weight_grad(x, dy, s, w.shape[3], **kw))
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 11, 13, 4, 2, 3), (7, 2, 9, 9, 3, 1, 9), (3, 5, 15, 8, 2, 2, 11)])
+def test_batched_kernels_do_not_depend_on_the_band_size(shape):
+    """Bands of one row, of a few rows that do not divide the output (so the last one is short and
+    the transpose's bands overlap on the input) and of the whole layer give the reference's results."""
+    layer, x, r, s = _case(shape)
+    w = layer.weight.detach()
+    dy = torch.randn(x.shape[0], layer.out_maps, *layer.out_size, dtype=torch.float64)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    gw_ref = torch.autograd.grad(reference.locally_connected(xr, wr, s), wr, dy)[0]
+    expected = (reference.locally_connected(x, w, s), reference.locally_connected_transpose(dy, w, s, x.shape[-2:]),
+                gw_ref)
+    row_bytes = layer.out_size[1] * x.shape[0] * r * r * x.shape[1] * 8
+    for chunk_bytes in (1, 2 * row_bytes, 3 * row_bytes - 1, 1 << 40):
+        for got, want in zip(_three_maps(x, w, dy, s, chunk_bytes=chunk_bytes), expected):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_bf16_multiplies_stay_within_bfloat16_rounding():
+    """bf16 rounds each operand to 8 significant bits and accumulates in float32: errors of order
+    2^-8 relative, and never those of an unrounded result (so the setting does take effect)."""
+    layer, x, r, s = _case((8, 3, 14, 14, 5, 1, 4), dtype=torch.float32)
+    w = layer.weight.detach()
+    dy = torch.randn(8, 4, *layer.out_size)
+    exact = _three_maps(x.double(), w.double(), dy.double(), s)
+    for got, want in zip(_three_maps(x, w, dy, s, precision="bf16"), exact):
+        assert got.dtype == torch.float32
+        error = ((got.double() - want).norm() / want.norm()).item()
+        assert 1e-5 < error < 2e-2
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_reduced_precision_goes_through_the_batched_kernel(precision):
+    layer = LocallyConnected2d(3, 4, 10, 3, precision=precision)
+    x = torch.randn(2, 3, 10, 10, requires_grad=True)
+    exact = locally_connected(x, layer.weight, 1, backend="torch")
+    y = layer(x)
+    torch.testing.assert_close(y, exact, rtol=0.05, atol=0.05)
+    y.sum().backward()
+    assert layer.weight.grad is not None and x.grad is not None
+    for backend in ("native", "torch"):
+        with pytest.raises(RuntimeError, match="needs the batched kernel"):
+            locally_connected(x, layer.weight, 1, backend=backend, precision=precision)
+
+
+def test_auto_picks_the_kernel_by_device_and_dtype():
+    from catneuron.nn.local import select_kernels
+    x32, x64 = torch.zeros(1), torch.zeros(1, dtype=torch.float64)
+    assert select_kernels("auto", "fp32", x64)[0].__name__.endswith("lc_torch")
+    assert select_kernels("auto", "bf16", x32)[0] is lc_batched
+    if lc_native.available():
+        assert select_kernels("auto", "fp32", x32)[0] is lc_native
+    meta = torch.zeros(1, device="meta")       # stands for any accelerator
+    assert select_kernels("auto", "fp32", meta)[0] is lc_batched
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("shape", SHAPES)
+def test_cuda_forward_and_gradients_match_reference(shape):
+    layer, x, r, s = _case(shape)
+    w = layer.weight.detach()
+    dy = torch.randn(x.shape[0], layer.out_maps, *layer.out_size, dtype=torch.float64)
+    expected = _three_maps(x, w, dy, s)
+    xc, wc = x.float().cuda().requires_grad_(), w.float().cuda().requires_grad_()
+    y = locally_connected(xc, wc, s)
+    gx, gw = torch.autograd.grad(y, (xc, wc), dy.float().cuda())
+    h = dy.float().cuda().requires_grad_()
+    back = locally_connected_transpose(h, wc.detach(), s, x.shape[-2:])
+    for got, want in zip((y, back, gw), expected):
+        torch.testing.assert_close(got.double().cpu(), want, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gx.double().cpu(), expected[1], rtol=1e-4, atol=1e-4)
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_cuda_reduced_precision_trains_a_stage(precision):
+    """One stage on CUDA at reduced precision: its objective and gradients stay close to float32's."""
+    from catneuron.config import preset
+    from catneuron.nn.autoencoder import DeepSparseAutoencoder
+    cfg = preset("tiny").model
+    torch.manual_seed(0)
+    exact = DeepSparseAutoencoder(cfg, device="cuda")
+    cfg.precision = precision
+    reduced = DeepSparseAutoencoder(cfg, device="cuda")
+    reduced.load_state_dict(exact.state_dict())
+    x = torch.randn(16, 3, 20, 20, device="cuda")
+    losses = []
+    for model in (exact, reduced):
+        total = model.objective(x).total
+        total.backward()
+        losses.append(total.item())
+    assert abs(losses[1] - losses[0]) < 0.02 * abs(losses[0])
+    for a, b in zip(exact.parameters(), reduced.parameters()):
+        assert ((a.grad - b.grad).norm() / a.grad.norm()).item() < 0.05
+
+
+def _ops_dispatched(fn) -> int:
+    """Number of ATen operators fn() dispatches: on a GPU each is at least one kernel launch."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.calls
+
+
+def test_batched_kernel_launches_few_operators_per_layer():
+    """Forward + both gradients of a 32x32x3 layer with 8x8 fields: the batched kernel dispatches a
+    few dozen operators per band (views included; 3 bands here), the row-by-row kernel
+    thousands (one per output row and kernel row, per kernel column too in the transpose) — the
+    launch count that bounds it on a GPU."""
+    w = torch.randn(25, 25, 8, 8, 8, 3) * 0.01
+
+    def layer(kernel, batch, **kw):    # the row kernel's count does not depend on the batch
+        x, dy = torch.randn(batch, 3, 32, 32), torch.randn(batch, 8, 25, 25)
+        return lambda: (kernel.forward(x, w, 1, **kw), kernel.transpose(dy, w, 1, (32, 32), **kw),
+                        kernel.weight_grad(x, dy, 1, 8, **kw))
+    from catneuron.nn import lc_torch
+    row_bytes = 25 * 100 * 8 * 8 * 3 * 4
+    batched = _ops_dispatched(layer(lc_batched, 100, chunk_bytes=9 * row_bytes))     # bands of 9, 9 and 7 rows
+    rows = _ops_dispatched(layer(lc_torch, 2))
+    assert batched <= 3 * 40 and rows >= 2000, (batched, rows)

@@ -63,3 +63,50 @@ def test_native_and_torch_histograms_agree(monkeypatch):
         s.observe(acts, ids)
         results.append(s.counts.clone())
     assert torch.equal(results[0], results[1])
+
+
+class _OnDevice(torch.Tensor):
+    """A tensor that fails as an accelerator's would where this matters: .numpy() without .cpu()."""
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError("can't convert a device tensor to numpy: use .cpu() first")
+
+    def cpu(self, *args, **kwargs):
+        return self.as_subclass(torch.Tensor)
+
+
+class _DeviceDetectors:
+    """Candidate k responds with image . template_k; responses come back 'on the device'."""
+
+    def __init__(self, templates):
+        self.templates, self.candidates = templates, len(templates)
+
+    def __call__(self, images):
+        x = torch.from_numpy(images).flatten(1).float()
+        return (x @ self.templates.T).as_subclass(_OnDevice)
+
+    def describe(self, index):
+        return {"detector": f"template {index}", "unit": int(index)}
+
+    def group_ranges(self):
+        return {"templates": [(0, self.candidates)]}
+
+
+def test_scoring_keeps_device_responses_off_numpy_and_finds_the_planted_detector():
+    import numpy as np
+
+    from catneuron.probe.run import score
+    from catneuron.probe.testsets import TestSet
+    g = torch.Generator().manual_seed(4)
+    labels = np.arange(120) % 4 == 0
+    template = torch.rand(2, 2, 1, generator=g)
+    images = (torch.rand(120, 2, 2, 1, generator=g) * 100 + torch.from_numpy(labels)[:, None, None, None] * 150
+              * template).round().to(torch.uint8).numpy()
+    templates = torch.randn(6, 4, generator=g)
+    templates[3] = template.flatten()
+    ts = TestSet("planted", images, labels, np.arange(120) % 2 == 0, [str(k) for k in range(120)])
+    results, responses = score(_DeviceDetectors(templates), ts, batch_size=32, progress=False)
+    assert results["paper"]["unit"] == 3 and results["paper"]["accuracy"] > 0.9
+    assert all(isinstance(r, np.ndarray) for r in responses.values())
+    with pytest.raises(TypeError, match="device tensor"):    # the stand-in does fail as a GPU tensor would
+        _DeviceDetectors(templates)(images).numpy()

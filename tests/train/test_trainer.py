@@ -105,6 +105,14 @@ def test_resume_refuses_a_different_model(tmp_path, shards):
         Trainer(cfg, tmp_path / "run", resume=True, progress=False).run()
 
 
+def test_resume_may_change_how_the_kernels_compute(tmp_path, shards):
+    Trainer(_cfg([shards], 2), tmp_path / "run", progress=False).run()
+    cfg = _cfg([shards], 4)
+    cfg.model.backend, cfg.model.precision = "batched", "bf16"
+    assert Trainer(cfg, tmp_path / "run", resume=True, progress=False).run().step == 4
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["precision"] == "bf16"
+
+
 def test_resume_accepts_a_run_saved_before_a_setting_existed(tmp_path, shards):
     Trainer(_cfg([shards], 2), tmp_path / "run", progress=False).run()
     path = tmp_path / "run" / "config.json"

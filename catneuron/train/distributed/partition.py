@@ -10,15 +10,15 @@ little), which also keeps a copy of the parameters to talk to the parameter serv
 each band's weight gradient into the full `.grad`, so the rest of training does not change.
 
 Partitions are `BandWorker`s: in-process objects (tests), or Ray actors (`ray_workers`), whose
-calls then run in parallel.
+calls then run in parallel, each on a GPU share when the cluster has GPUs (the head stays on its
+CPU: the bands are where the FLOPs are).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from catneuron.nn import lc_native, lc_torch
-from catneuron.nn.local import LocallyConnected2d, LocallyConnectedTranspose2d
+from catneuron.nn.local import LocallyConnected2d, LocallyConnectedTranspose2d, select_kernels
 
 
 def bands(rows: int, parts: int) -> list[tuple[int, int]]:
@@ -28,45 +28,53 @@ def bands(rows: int, parts: int) -> list[tuple[int, int]]:
 
 
 def _kernels(*tensors):
-    return lc_native if lc_native.supports(*tensors) else lc_torch
+    return select_kernels("auto", "fp32", *tensors)[0]
+
+
+def _out(t: torch.Tensor) -> np.ndarray:
+    return t.cpu().numpy()
 
 
 class BandWorker:
-    """One partition: its band of every locally connected layer."""
+    """One partition: its band of every locally connected layer, computed on `device`."""
 
-    def __init__(self):
+    def __init__(self, device: str = "cpu"):
+        self.device = torch.device(device)
         self.weights: dict[int, torch.Tensor] = {}
         self.saved: dict[int, tuple] = {}
 
+    def _in(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
     def set_weights(self, weights: dict[int, np.ndarray]) -> None:
-        self.weights = {k: torch.from_numpy(np.array(w)) for k, w in weights.items()}
+        self.weights = {k: torch.from_numpy(np.array(w)).to(self.device) for k, w in weights.items()}
 
     def encode(self, layer: int, x: np.ndarray, stride: int) -> np.ndarray:
         """Band of y = LC(x) from the input rows under it: x (N, C, rows, W) -> (N, M, band, Wo)."""
-        x = torch.from_numpy(np.asarray(x))
+        x = self._in(x)
         self.saved[layer] = (x,)
-        return _kernels(x, self.weights[layer]).forward(x, self.weights[layer], stride).numpy()
+        return _out(_kernels(x, self.weights[layer]).forward(x, self.weights[layer], stride))
 
     def encode_backward(self, layer: int, dy: np.ndarray, stride: int, need_input_grad: bool):
         (x,) = self.saved.pop(layer)
-        dy = torch.from_numpy(np.ascontiguousarray(dy))
+        dy = self._in(dy)
         w = self.weights[layer]
         k = _kernels(x, w, dy)
-        dx = k.transpose(dy, w, stride, x.shape[-2:]).numpy() if need_input_grad else None
-        return dx, k.weight_grad(x, dy, stride, w.shape[3]).numpy()
+        dx = _out(k.transpose(dy, w, stride, x.shape[-2:])) if need_input_grad else None
+        return dx, _out(k.weight_grad(x, dy, stride, w.shape[3]))
 
     def decode(self, layer: int, h: np.ndarray, stride: int, rows: int, width: int) -> np.ndarray:
         """This band's contribution to the reconstruction: h band (N, M, band, Wo) -> (N, C, rows, W)."""
-        h = torch.from_numpy(np.ascontiguousarray(h))
+        h = self._in(h)
         self.saved[layer] = (h,)
-        return _kernels(h, self.weights[layer]).transpose(h, self.weights[layer], stride, (rows, width)).numpy()
+        return _out(_kernels(h, self.weights[layer]).transpose(h, self.weights[layer], stride, (rows, width)))
 
     def decode_backward(self, layer: int, dx: np.ndarray, stride: int):
         (h,) = self.saved.pop(layer)
-        dx = torch.from_numpy(np.ascontiguousarray(dx))
+        dx = self._in(dx)
         w = self.weights[layer]
         k = _kernels(h, w, dx)
-        return k.forward(dx, w, stride).numpy(), k.weight_grad(dx, h, stride, w.shape[3]).numpy()
+        return _out(k.forward(dx, w, stride)), _out(k.weight_grad(dx, h, stride, w.shape[3]))
 
 
 class _Local:
@@ -88,9 +96,12 @@ class _Ray:
         return ray.get([getattr(w, method).remote(*a) for w, a in zip(self.workers, args)])
 
 
-def ray_workers(parts: int, cpus_each: float = 1.0):
+def ray_workers(parts: int, cpus_each: float = 1.0, gpus_each: float = 0.0):
+    """`parts` band workers as Ray actors; with gpus_each > 0 each on that share of a GPU (Ray sets
+    the actor's CUDA_VISIBLE_DEVICES, so its "cuda" is the one it was given)."""
     import ray
-    return _Ray([ray.remote(num_cpus=cpus_each)(BandWorker).remote() for _ in range(parts)])
+    actor = ray.remote(num_cpus=cpus_each, num_gpus=gpus_each)(BandWorker)
+    return _Ray([actor.remote("cuda" if gpus_each else "cpu") for _ in range(parts)])
 
 
 class _BandedEncoder(torch.autograd.Function):

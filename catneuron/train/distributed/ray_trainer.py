@@ -54,6 +54,24 @@ class DistributedSettings:
     object_store_mb: int | None = None
 
 
+@dataclass
+class GpuPlacement:
+    """GPU share of each replica actor and of each band worker (Ray's num_gpus)."""
+    replica: float = 0.0
+    band: float = 0.0
+
+
+def gpu_placement(cluster_gpus: float, device: str, replicas: int, partitions: int) -> GpuPlacement:
+    """Where the FLOPs go: without model parallelism the replicas compute, with it their band
+    workers (the head then only pools and normalizes). The cluster's GPUs are shared evenly among
+    those workers, at most one each; train.device = cpu keeps everything on CPUs."""
+    if device == "cpu" or cluster_gpus <= 0:
+        return GpuPlacement()
+    workers = replicas * partitions
+    share = min(1.0, cluster_gpus / workers)
+    return GpuPlacement(band=share) if partitions > 1 else GpuPlacement(replica=share)
+
+
 class RayShards:
     """The shards' actor handles, called in parallel (one remote call per shard)."""
 
@@ -72,11 +90,13 @@ class RayShards:
 class ReplicaActor:
     """Replica + its view of the shards, as one Ray actor."""
 
-    def __init__(self, shard_handles, *args, partitions: int = 1, **kwargs):
+    def __init__(self, shard_handles, *args, partitions: int = 1, gpus: "GpuPlacement | None" = None, **kwargs):
         self.shards = RayShards(shard_handles)
+        gpus = gpus or GpuPlacement()
         # Band workers ask for no CPU of their own: they compute while the replica waits on them.
-        workers = ray_workers(partitions, cpus_each=0) if partitions > 1 else None
-        self.replica = Replica(*args, partitions=partitions, band_workers=workers, **kwargs)
+        workers = ray_workers(partitions, cpus_each=0, gpus_each=gpus.band) if partitions > 1 else None
+        self.replica = Replica(*args, partitions=partitions, band_workers=workers,
+                               device="cuda" if gpus.replica else "cpu", **kwargs)
 
     def run(self, steps: int):
         return dataclasses.asdict(self.replica.run(self.shards, steps))
@@ -159,9 +179,12 @@ class DistributedTrainer:
             if shard_states is not None:
                 ray.get(handle.load_state_dict.remote(shard_states[k]))
             shards.append(handle)
-        replica_actor = ray.remote(num_cpus=s.threads, max_restarts=s.max_restarts)(ReplicaActor)
+        gpus = gpu_placement(ray.cluster_resources().get("GPU", 0), cfg.train.device, s.replicas, s.partitions)
+        if gpus.replica or gpus.band:
+            log.info("GPUs: %s per %s", gpus.replica or gpus.band, "replica" if gpus.replica else "band worker")
+        replica_actor = ray.remote(num_cpus=s.threads, num_gpus=gpus.replica, max_restarts=s.max_restarts)(ReplicaActor)
         replicas = [replica_actor.remote(shards, cfg, r, s.replicas, specs, s.threads, s.fetch_every, s.push_every,
-                                         streams[r], partitions=s.partitions) for r in range(s.replicas)]
+                                         streams[r], partitions=s.partitions, gpus=gpus) for r in range(s.replicas)]
         meta = _weights_metadata(cfg)
 
         def save():

@@ -56,13 +56,14 @@ class ChunkStats:
 class Replica:
     def __init__(self, cfg: Config, index: int, replicas: int, specs: list[ShardSpec], threads: int = 1,
                  fetch_every: int = 1, push_every: int = 1, stream: dict | None = None, partitions: int = 1,
-                 band_workers=None):
+                 band_workers=None, device: str = "cpu"):
         self.cfg, self.index, self.specs = validate(cfg), index, specs
         self.fetch_every, self.push_every = fetch_every, push_every
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(cfg.train.seed + 1000 * index)
-        self.model = DeepSparseAutoencoder(cfg.model)
+        self.device = torch.device(device)
+        self.model = DeepSparseAutoencoder(cfg.model, device=self.device)
         # Model parallelism: the locally connected layers computed in `partitions` spatial bands
         # by `band_workers` (Ray actors under Ray; in-process otherwise).
         self.partition = SpatialPartition(self.model, partitions, band_workers) if partitions > 1 else None
@@ -96,7 +97,7 @@ class Replica:
                 self.since_fetch = 0
             t = time.perf_counter()
             batch, _ = next(self.batches)
-            objective = self.model.objective(to_tensor(batch, self.cfg.data.preprocess))
+            objective = self.model.objective(to_tensor(batch, self.cfg.data.preprocess, self.device))
             objective.total.backward()          # gradients add up in .grad over the G steps
             stats.compute_s += time.perf_counter() - t
             loss = objective.total.item()

@@ -1,5 +1,6 @@
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,3 +62,21 @@ def test_partitions_on_ray_actors_equal_the_whole_model(local_ray):
     split = copy.deepcopy(whole)
     SpatialPartition(split, 2, ray_workers(2, cpus_each=0))
     _assert_same_objective_and_gradients(whole, split, torch.randn(4, 3, 20, 20))
+
+
+def test_gpus_go_to_the_workers_that_compute_at_most_one_each():
+    from catneuron.train.distributed.ray_trainer import GpuPlacement, gpu_placement
+    assert gpu_placement(0, "cuda", 4, 1) == GpuPlacement()
+    assert gpu_placement(8, "cpu", 4, 1) == GpuPlacement()          # train.device = cpu keeps them off
+    assert gpu_placement(8, "auto", 4, 1) == GpuPlacement(replica=1.0)
+    assert gpu_placement(2, "cuda", 4, 1) == GpuPlacement(replica=0.5)
+    assert gpu_placement(8, "cuda", 2, 4) == GpuPlacement(band=1.0)    # model parallel: the bands compute
+    assert gpu_placement(4, "cuda", 2, 4) == GpuPlacement(band=0.5)
+
+
+def test_a_band_worker_answers_in_numpy():
+    from catneuron.train.distributed.partition import BandWorker
+    cpu = BandWorker()
+    cpu.set_weights({0: np.ones((2, 2, 3, 2, 2, 1), np.float32)})
+    out = cpu.encode(0, np.ones((1, 1, 3, 3), np.float32), 1)
+    assert isinstance(out, np.ndarray) and out.shape == (1, 3, 2, 2) and np.all(out == 4)
