@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from catneuron.config import Config, geometry
+from catneuron.files import write_json
 from catneuron.nn import lc_native
 from catneuron.nn.local import locally_connected, output_size
 from catneuron.provenance import environment
@@ -304,5 +305,5 @@ def run_benchmark(cfg: Config, quick: bool = False, repeats: int = 5, out: str |
     result = {"matmul_gflops": peaks, "layers": rows, "train": train, "environment": environment(),
               "device": str(device), "cases": [asdict(c) for c in cases(cfg)]}
     if out:
-        Path(out).write_text(json.dumps(result, indent=2))
+        write_json(out, result)
     return result

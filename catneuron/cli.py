@@ -1,14 +1,16 @@
 """The ``catneuron`` command line.
 
 Every command takes ``--preset``, ``--config FILE`` (JSON/TOML) and ``--set key=value`` overrides,
-applied in that order. User errors print one line (``catneuron: error: ...``) and exit with 2.
+applied in that order. User errors, and files that cannot be read or written, print one line
+(``catneuron: error: ...``) and exit with 2; an interrupted command exits with 128 + the signal
+(130 for Ctrl-C, 143 for SIGTERM), as shells expect, so ``&&`` chains stop.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -53,12 +55,12 @@ def cmd_info(args) -> None:
     print(describe(cfg.model, args.batch_size or cfg.train.batch_size, cfg.train.optimizer, gpu))
 
 
-def cmd_train(args) -> None:
+def cmd_train(args) -> int:
     from catneuron.train.trainer import Trainer
     out = args.out or os.path.join("runs", args.preset or "small")
     saved = os.path.join(out, "config.json")
     # A resumed run continues with its own settings; this command line's flags still apply on top.
-    base = C.from_dict(json.loads(open(saved).read())) if args.resume and os.path.exists(saved) else None
+    base = C.load_file(saved) if args.resume and os.path.exists(saved) else None
     cfg = build_config(args, "small", base)
     if args.distributed:
         from catneuron.train.distributed.ray_trainer import DistributedSettings, DistributedTrainer
@@ -71,6 +73,7 @@ def cmd_train(args) -> None:
         result = Trainer(cfg, out, resume=args.resume, progress=not args.no_progress).run()
     state = "interrupted" if result.interrupted else "finished"
     print(f"{state} at step {result.step} ({result.images_seen:,} images); run directory {result.run_dir}")
+    return 128 + (result.signal or signal.SIGINT) if result.interrupted else 0
 
 
 def cmd_bench(args) -> None:
@@ -84,7 +87,7 @@ def _run_config(args) -> C.Config:
     path = Path(args.run) / "config.json"
     if not path.exists():
         raise CatneuronError(f"{args.run}: not a run directory (no config.json)")
-    return build_config(args, "small", C.from_dict(json.loads(path.read_text())))
+    return build_config(args, "small", C.load_file(path))
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -489,16 +492,25 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    keep_freed_memory()
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s" if args.verbose else "catneuron: %(message)s")
     try:
-        args.func(args)
+        args = parser().parse_args(argv)
+        keep_freed_memory()
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s" if args.verbose else "catneuron: %(message)s")
+        return args.func(args) or 0
     except CatneuronError as err:
-        print(f"catneuron: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return _error(str(err))
+    except OSError as err:       # unwritable --out, a full disk, a file gone: the file and the reason
+        where = f"{err.filename}: " if err.filename else ""
+        return _error(f"{where}{err.strerror or err}")
+    except KeyboardInterrupt:    # a second Ctrl-C, or one before training installed its handler
+        print("catneuron: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _error(message: str) -> int:
+    print(f"catneuron: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

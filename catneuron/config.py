@@ -268,9 +268,11 @@ def from_dict(data: dict, base: Config | None = None) -> Config:
 def load_file(path: str | Path, base: Config | None = None) -> Config:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"config file {path}: cannot read ({err.strerror})")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path}: not UTF-8 text (expected JSON or TOML)") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
@@ -377,8 +379,10 @@ CHOICES = {
 
 def validate(cfg: Config) -> Config:
     m, t = cfg.model, cfg.train
-    if m.input_size < 1 or m.channels < 1:
-        raise ConfigError(f"model.input_size and model.channels must be >= 1, got {m.input_size}, {m.channels}")
+    if m.input_size < 1:
+        raise ConfigError(f"model.input_size must be >= 1, got {m.input_size}")
+    if m.channels not in (1, 3):       # images are decoded as grey or RGB
+        raise ConfigError(f"model.channels = {m.channels}; expected 1 (grey) or 3 (RGB)")
     if not m.stages:
         raise ConfigError("model.stages is empty; expected at least one stage")
     geometry(m)

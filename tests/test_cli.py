@@ -112,3 +112,55 @@ def test_info_gpu_memory_and_device_flags(capsys):
     assert "--gpu-memory 'eighty': expected a size" in _error_line(capsys)
     assert main(["probe", "runs/none", "--device", "cuda:7"]) == 2
     assert _error_line(capsys).startswith("catneuron: error: runs/none: not a run directory")
+
+
+def _tiny_run(tmp_path, steps=2):
+    from tests.data.helpers import random_images, write_shards
+    write_shards(tmp_path / "data" / "set", random_images(40, size=24), per_shard=20)
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--data", str(tmp_path / "data"), "--out", str(out), "--steps",
+                 str(steps), "--no-progress"]) == 0
+    return out
+
+
+def test_damaged_run_files_are_one_line_errors(tmp_path, capsys):
+    """The audit's tracebacks: a corrupt config.json on --resume, a truncated final model, a config
+    file that is not UTF-8."""
+    out = _tiny_run(tmp_path)
+    capsys.readouterr()
+    (out / "config.json").write_text('{"model": ')
+    assert main(["train", "--resume", "--out", str(out), "--steps", "4"]) == 2
+    assert _error_line(capsys).startswith(f"catneuron: error: config file {out / 'config.json'}: not valid JSON")
+    weights = out / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    from catneuron.train.checkpoint import load_model
+    from catneuron.errors import CatneuronError
+    with pytest.raises(CatneuronError, match="model.safetensors: not a readable safetensors file"):
+        load_model(out)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"preset": "tiny", "data": {"train": ["caf\xe9"]}}'.encode("latin-1"))
+    assert main(["info", "--config", str(latin)]) == 2
+    assert _error_line(capsys) == f"catneuron: error: config file {latin}: not UTF-8 text (expected JSON or TOML)"
+
+
+def test_unwritable_out_and_impossible_channels_are_one_line_errors(tmp_path, capsys):
+    """An --out that cannot be created (here under a file: the same OSError path as a read-only
+    folder or a full disk, and it holds for root too)."""
+    from tests.data.helpers import random_images, write_shards
+    write_shards(tmp_path / "data" / "set", random_images(20, size=24), per_shard=20)
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["train", "--preset", "tiny", "--data", str(tmp_path / "data"), "--out",
+                 str(tmp_path / "file" / "run"), "--steps", "2", "--no-progress"]) == 2
+    assert _error_line(capsys) == f"catneuron: error: {tmp_path / 'file' / 'run'}: Not a directory"
+    assert main(["train", "--preset", "tiny", "--set", "model.channels=2", "--out", str(tmp_path / "x")]) == 2
+    assert _error_line(capsys) == "catneuron: error: model.channels = 2; expected 1 (grey) or 3 (RGB)"
+
+
+def test_ctrl_c_before_training_starts_exits_130_without_a_traceback(monkeypatch, capsys):
+    from catneuron import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_info", interrupted)
+    assert main(["info"]) == 130
+    assert capsys.readouterr().err.strip() == "catneuron: interrupted"

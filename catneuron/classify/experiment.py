@@ -22,7 +22,8 @@ from catneuron.classify.train import accuracy, finetune, fit_head
 from catneuron.nn.autoencoder import DeepSparseAutoencoder, random_baseline
 from catneuron.provenance import environment
 from catneuron.train.checkpoint import load_model, model_config
-from catneuron.train.trainer import _write_json, resolve_device
+from catneuron.files import write_json, write_text
+from catneuron.train.trainer import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,8 @@ def compare(run: str | Path, task: str, cfg: C.Config, out: str | Path, inits=tu
         row = train_one(init, run if init == "pretrained" else None, cfg, train, val, out / init, provenance,
                         progress)
         results["rows"].append(row)
-        _write_json(out / "results.json", results)        # partial results survive a kill
-    (out / "table.md").write_text(table_markdown(results))
+        write_json(out / "results.json", results)        # partial results survive a kill
+    write_text(out / "table.md", table_markdown(results))
     return results
 
 

@@ -25,7 +25,8 @@ import numpy as np
 from tqdm import tqdm
 
 from catneuron.data.images import decode, encode_jpeg, fit_square
-from catneuron.data.jobs import job_metadata, write_json
+from catneuron.data.jobs import job_metadata
+from catneuron.files import write_json
 from catneuron.data.shards import Record, ShardWriter
 from catneuron.data.sources import Source, count_records, data_root, iter_records, resolve
 from catneuron.errors import DataError
@@ -107,8 +108,9 @@ def compose(mix: list[tuple[str, float]], out: Path, size: int = DEFAULT_SIZE, s
     chosen = [set(rng.choice(p.available, p.take, replace=False).tolist()) for p in parts]
     order = rng.permutation(np.repeat(np.arange(len(parts)), [p.take for p in parts]))
 
-    skipped: dict[str, str] = {}
-    streams = [_selected(p, sel, size, skipped) for p, sel in zip(parts, chosen)]
+    skipped: list[dict[str, str]] = [{} for _ in parts]       # per part: unreadable record -> why
+    streams = [_selected(p, sel, size, bad) for p, sel, bad in zip(parts, chosen, skipped)]
+    taken = [0] * len(parts)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     umask = os.umask(0)
@@ -117,19 +119,25 @@ def compose(mix: list[tuple[str, float]], out: Path, size: int = DEFAULT_SIZE, s
     try:
         with ShardWriter(tmp / "train", max_count=shard_size) as writer, \
                 tqdm(total=total, unit="img", desc="compose", disable=not progress, dynamic_ncols=True) as bar:
-            for i, which in enumerate(order):
+            for which in order:
                 rec, data = next(streams[which], (None, None))
+                bar.update(1)
                 if rec is None:
-                    raise DataError(f"compose: {parts[which].spec} has fewer than {parts[which].take} readable images")
+                    p = parts[which]
+                    if count is not None:
+                        raise DataError(f"compose: {p.spec} has {taken[which]} readable images of {p.available} "
+                                        f"({len(skipped[which])} unreadable), {p.take} wanted for --count {count}; "
+                                        f"lower --count")
+                    continue      # the default size is what the sources allow: one image fewer
                 meta = rec.meta() if "json" in rec.files else {}
                 meta.update({"source_set": parts[which].spec, "origin": rec.origin})
-                writer.write(f"{i:08d}", {"jpg": data, "json": json.dumps(meta).encode()})
-                bar.update(1)
+                writer.write(f"{sum(taken):08d}", {"jpg": data, "json": json.dumps(meta).encode()})
+                taken[which] += 1
         manifest = job_metadata(
-            kind="corpus", size=size, seed=seed, count=total, shard_size=shard_size,
-            sources=[{"spec": p.spec, "fraction": round(p.weight, 6), "available": p.available, "taken": p.take,
-                      "files": [str(f) for f in p.source.files]} for p in parts],
-            shards=[s.name for s in writer.written], unreadable=skipped)
+            kind="corpus", size=size, seed=seed, count=sum(taken), shard_size=shard_size,
+            sources=[{"spec": p.spec, "fraction": round(p.weight, 6), "available": p.available, "taken": k,
+                      "files": [str(f) for f in p.source.files]} for p, k in zip(parts, taken)],
+            shards=[s.name for s in writer.written], unreadable={k: v for bad in skipped for k, v in bad.items()})
         write_json(tmp / "manifest.json", manifest)
         tmp.rename(out)
     finally:
@@ -139,17 +147,29 @@ def compose(mix: list[tuple[str, float]], out: Path, size: int = DEFAULT_SIZE, s
 
 
 def _selected(part: Part, selected: set[int], size: int, skipped: dict[str, str]):
-    """(record, image bytes at the corpus size) of the selected records, in stored order. An
-    unreadable selected record (noted in `skipped`) is replaced by the next readable unselected one."""
+    """(record, image bytes at the corpus size) of the selected records, in stored order; then, for
+    each unreadable selected record (noted in `skipped`), a readable unselected one, drawn from
+    the whole source in stored order. Ends early only when the source has too few readable images."""
     owed = 0
     for index, (rec, _) in enumerate(iter_records([part.source])):
-        if index not in selected and owed == 0:
+        if index not in selected:
             continue
         try:
             data = _fit(rec, size)
         except DataError as err:
             skipped[rec.origin] = str(err).split(": ", 1)[-1]
-            owed += index in selected
+            owed += 1
             continue
-        owed -= index not in selected
+        yield rec, data
+    for index, (rec, _) in enumerate(iter_records([part.source])):
+        if owed == 0:
+            return
+        if index in selected:
+            continue
+        try:
+            data = _fit(rec, size)
+        except DataError as err:
+            skipped[rec.origin] = str(err).split(": ", 1)[-1]
+            continue
+        owed -= 1
         yield rec, data

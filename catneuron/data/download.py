@@ -34,7 +34,8 @@ import numpy as np
 from tqdm import tqdm
 
 from catneuron.data.images import decode, encode_jpeg
-from catneuron.data.jobs import job_metadata, write_json
+from catneuron.data.jobs import job_metadata
+from catneuron.files import write_json
 from catneuron.data.shards import ShardWriter
 from catneuron.errors import DataError
 

@@ -12,7 +12,6 @@ ships it in ``cv2.data.haarcascades``) on the grey image with scaleFactor 1.1, m
 from __future__ import annotations
 
 import functools
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from catneuron.data.images import decode, fit_square
-from catneuron.data.jobs import WorkResult, job_metadata, run_job, write_json
+from catneuron.data.jobs import WorkResult, job_metadata, run_job
+from catneuron.files import write_json
 from catneuron.data.parallel import ordered_map
 from catneuron.data.shards import Record
 from catneuron.data.sources import Source, Unit, read_unit, unit_size, units
@@ -67,7 +67,7 @@ def record_source(rec: Record, default: str) -> str:
     """The named set a record came from (composed corpora store it as "source_set"), else `default`."""
     try:
         return rec.meta().get("source_set", default)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except DataError:
         return default
 
 

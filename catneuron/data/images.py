@@ -21,7 +21,9 @@ def decode(data: bytes, origin: str) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+    except UnidentifiedImageError:
+        raise DataError(f"{origin}: not a readable image (not a format PIL knows)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{origin}: not a readable image ({err})") from None
     return img
 

@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image
 
 from catneuron.data.images import decode, encode_jpeg, fit_square
-from catneuron.data.jobs import WorkResult, job_metadata, run_job, write_json
+from catneuron.data.jobs import WorkResult, job_metadata, run_job
+from catneuron.files import write_json
 from catneuron.data.shards import Record, iter_shard
 from catneuron.data.sources import Source, Unit, count_records, read_unit, units
 from catneuron.errors import DataError
@@ -93,7 +94,7 @@ def _work(unit: Unit, size: int) -> WorkResult:
         result.files += 1
         try:
             result.records.append(_prepare(rec, size))
-        except (DataError, json.JSONDecodeError) as err:
+        except DataError as err:
             result.skipped.append((rec.origin, str(err).split(": ", 1)[-1]))
     return result
 

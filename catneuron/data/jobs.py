@@ -16,7 +16,6 @@ skipped input with its reason.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from catneuron.data.parallel import ordered_map
 from catneuron.data.shards import ShardWriter
 from catneuron.errors import DataError
+from catneuron.files import write_json
 from catneuron.provenance import code_version
 
 PROGRESS = "progress.json"
@@ -55,12 +55,6 @@ class JobReport:
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
-
-
-def write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def _load_progress(out: Path, inputs: int) -> JobReport:

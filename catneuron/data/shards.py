@@ -26,8 +26,18 @@ class Record(NamedTuple):
     error: str | None = None  # why the files could not be read (an unreadable file or shard)
 
     def meta(self) -> dict:
+        """The record's JSON sidecar (empty when it has none); DataError naming the record when the
+        sidecar is not a JSON object."""
         raw = self.files.get("json")
-        return json.loads(raw) if raw else {}
+        if not raw:
+            return {}
+        try:
+            meta = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:       # JSONDecodeError is a ValueError
+            raise DataError(f"{self.origin}: its .json sidecar is not valid JSON ({err})") from None
+        if not isinstance(meta, dict):
+            raise DataError(f"{self.origin}: its .json sidecar is a {type(meta).__name__}, expected an object")
+        return meta
 
     def require_image(self) -> bytes:
         """The image bytes, or DataError naming the record and what is wrong."""
@@ -56,11 +66,27 @@ def _split(name: str) -> tuple[str, str]:
     return os.path.join(os.path.dirname(name), key), ext
 
 
+class _EndMarkedTarInfo(tarfile.TarInfo):
+    """Notes on its archive whether reading stopped at the end-of-archive marker (a zero block).
+    tarfile ends quietly at a header cut short, so a shard cut inside a header would otherwise
+    read as a complete, shorter one."""
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.EOFHeaderError:
+            tar.end_marker_seen = True
+            raise
+
+
 def iter_shard(path: Path) -> Iterator[Record]:
-    """Records of one shard in stored order; members sharing a key (up to the first dot) are grouped."""
+    """Records of one shard in stored order; members sharing a key (up to the first dot) are grouped.
+    A shard cut short anywhere (inside a member, a header, or before the end-of-archive marker) is
+    a DataError, after the records before the cut."""
     key, files = None, {}
     try:
-        with tarfile.open(path, "r|*") as tar:
+        with tarfile.open(path, "r|*", tarinfo=_EndMarkedTarInfo) as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -70,6 +96,8 @@ def iter_shard(path: Path) -> Iterator[Record]:
                     files = {}
                 key = k
                 files[ext] = tar.extractfile(member).read()
+            if not getattr(tar, "end_marker_seen", False):
+                raise DataError(f"shard {path}: truncated (it ends before the end-of-archive marker)")
     except (tarfile.TarError, OSError, EOFError) as err:
         raise DataError(f"shard {path}: unreadable ({err})") from None
     if key is not None:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from catneuron.data.images import encode_jpeg, fit_square
-from catneuron.data.jobs import WorkResult, job_metadata, run_job, write_json
+from catneuron.data.jobs import WorkResult, job_metadata, run_job
+from catneuron.files import write_json
 from catneuron.errors import DataError
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".gif",

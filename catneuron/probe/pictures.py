@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from catneuron.config import Config
-from catneuron.data.jobs import write_json
+from catneuron.files import replacing, write_json
 from catneuron.data.sources import data_root, iter_records, resolve_all
 from catneuron.data.images import decode, fit_inside
 from catneuron.data.preprocess import to_tensor
@@ -48,7 +48,8 @@ def best_trained(task_results: dict) -> tuple[str, dict]:
 
 def _write(folder: Path, name: str, data: bytes) -> str:
     path = folder / f"{name}.png"
-    path.write_bytes(data)
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
     return path.name
 
 

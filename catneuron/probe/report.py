@@ -10,6 +10,7 @@ from pathlib import Path
 
 from catneuron.errors import CatneuronError
 from catneuron.provenance import code_version
+from catneuron.files import write_text
 
 # Reference accuracies (%) the paper states in its text (Table 1's other cells did not survive the
 # text extraction we have, so they are left out rather than recalled).
@@ -264,7 +265,5 @@ probe by {html.escape(results['code_version'])}.</p><ul>{summary}</ul>{targets}<
 <h3>Compared runs</h3><pre>{html.escape(json.dumps(results.get('compare', {}), indent=1))}</pre>
 </section></body></html>"""
     out = Path(out) if out else run / "report.html"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(body)
-    tmp.replace(out)
+    write_text(out, body)
     return out

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from catneuron.config import Config
-from catneuron.data.jobs import write_json
+from catneuron.files import replacing, write_json
 from catneuron.data.images import decode, fit_square
 from catneuron.data.sources import count_records, iter_records, resolve_all
 from catneuron.errors import DataError
@@ -207,6 +207,18 @@ def tasks_of(cfg: Config, positives: list[str] | None, negatives: list[str] | No
     return [known[t] for t in cfg.probe.tasks]
 
 
+def _cached_stage(path: Path) -> dict | None:
+    """A stage's cached scores, or None when missing or damaged (then it is scored again)."""
+    try:
+        cached = json.loads(path.read_text())
+        return cached if isinstance(cached, dict) and path.with_suffix(".npz").exists() else None
+    except FileNotFoundError:
+        return None
+    except (ValueError, OSError) as err:
+        log.warning("%s is damaged (%s): scoring it again", path, err)
+        return None
+
+
 def _safe(name: str) -> str:
     return name.replace(" ", "_").replace("/", "_")
 
@@ -234,16 +246,16 @@ def probe(run: str | Path, cfg: Config | None = None, compare: dict[str, str] | 
         for d in sets:
             path = stages / f"{_safe(task.name)}__{d.key}.json"
             signature = json.loads(json.dumps({**d.signature, "test_set": ts.meta, "size": len(ts.labels)}))
-            if path.exists() and not force:
-                cached = json.loads(path.read_text())
-                if cached.get("signature") == signature:
-                    entry["detectors"][d.key] = cached
-                    continue
+            cached = None if force else _cached_stage(path)
+            if cached is not None and cached.get("signature") == signature:
+                entry["detectors"][d.key] = cached
+                continue
             start = time.perf_counter()
             res, responses = score(d.make(), ts, cfg.probe.batch_size, progress, f"{task.name}: {d.label}")
             res.update({"label": d.label, "kind": d.kind, "seconds": round(time.perf_counter() - start, 1),
                         "signature": signature})
-            np.savez(path.with_suffix(".npz"), **responses)
+            with replacing(path.with_suffix(".npz"), suffix=".tmp.npz") as tmp:
+                np.savez(tmp, **responses)
             write_json(path, res)
             entry["detectors"][d.key] = res
             log.info("%s, %s: best %.1f %% (held-out %.1f %%, AUC %.3f) in %.0f s", task.name, d.label,

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,9 @@ import numpy as np
 from catneuron.data.images import decode, fit_inside
 from catneuron.data.sources import data_root, iter_records, resolve_all
 from catneuron.errors import DataError
+from catneuron.files import replacing
+
+log = logging.getLogger(__name__)
 
 PAPER_POSITIVE_FRACTION = 13026 / (13026 + 23974)
 
@@ -55,8 +60,11 @@ class TestSet:
 
     def describe(self) -> str:
         p = int(self.labels.sum())
+        bad = self.meta.get("unreadable", {})
+        skipped = bad.get("positives", 0) + bad.get("negatives", 0)
         return (f"{self.name}: {p:,} positives + {len(self.labels) - p:,} distractors "
-                f"(all-negative {100 * self.all_negative:.1f} %), {int(self.val.sum()):,} for validation")
+                f"(all-negative {100 * self.all_negative:.1f} %), {int(self.val.sum()):,} for validation"
+                + (f"; {skipped:,} unreadable images skipped" if skipped else ""))
 
 
 def _cache_dir() -> Path:
@@ -89,18 +97,46 @@ def _load_images(specs, root, size: int, channels: int, limit_rng, limit: int | 
     if limit is not None and limit < len(records):
         keep = np.sort(limit_rng.choice(len(records), limit, replace=False))
         records = [records[i] for i in keep]
-    images, origins, ratios = [], [], []
+    images, origins, ratios, unreadable = [], [], [], []
     for rec, spec in records:
         try:
             img = decode(rec.require_image(), rec.origin)
-        except DataError:
+        except DataError as err:
+            unreadable.append(str(err))
             continue
         if aspects:
             img = _crop_to_aspect(img, float(limit_rng.choice(aspects)))
         ratios.append(img.size[0] / img.size[1])
         images.append(fit_inside(img, size, channels))
         origins.append(rec.origin)
-    return images, origins, ratios
+    if unreadable:
+        log.warning("%d unreadable test images skipped, e.g. %s", len(unreadable), unreadable[0])
+    return images, origins, ratios, unreadable
+
+
+def file_identity(specs, root) -> list:
+    """Every file behind the sources: resolved path, size and modification time. Part of the cache
+    key, so that the same specs naming other files (a relative folder from another directory, a
+    file replaced in place) never reuse a set built from the old ones."""
+    out = []
+    for source in resolve_all(list(specs), root):
+        for f in source.files:
+            st = f.stat()
+            out.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def _load_cached(path: Path, name: str) -> TestSet | None:
+    """The cached set, or None when it is missing or unreadable (a damaged file is rebuilt)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return TestSet(name, z["images"], z["labels"], z["val"], json.loads(str(z["origins"])),
+                           json.loads(str(z["meta"])))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        log.warning("test-set cache %s is unreadable (%s): building the set again", path, err)
+        return None
 
 
 def count(specs, root) -> int:
@@ -120,16 +156,16 @@ def build(task: Task, size: int, channels: int = 3, root: str | None = None, see
     # The largest set at the ratio: all of the scarcer side.
     want_neg = min(n_neg, int(n_pos * (1 - positive_fraction) / positive_fraction))
     want_pos = min(n_pos, int(round(want_neg * positive_fraction / (1 - positive_fraction))))
-    key = hashlib.sha256(json.dumps([task.name, list(task.positives), list(task.negatives), str(base), size, channels,
-                                     seed, want_pos, want_neg, PREPARATION]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([task.name, file_identity(task.positives, base),
+                                     file_identity(task.negatives, base), size, channels, seed, want_pos, want_neg,
+                                     PREPARATION]).encode()).hexdigest()[:16]
     path = _cache_dir() / f"{key}.npz"
-    if use_cache and path.exists():
-        z = np.load(path, allow_pickle=False)
-        return TestSet(task.name, z["images"], z["labels"], z["val"], json.loads(str(z["origins"])),
-                       json.loads(str(z["meta"])))
+    cached = _load_cached(path, task.name) if use_cache else None
+    if cached is not None:
+        return cached
     rng = np.random.default_rng(seed)
-    pos, pos_origins, pos_aspects = _load_images(task.positives, base, size, channels, rng, want_pos)
-    neg, neg_origins, _ = _load_images(task.negatives, base, size, channels, rng, want_neg, pos_aspects)
+    pos, pos_origins, pos_aspects, pos_bad = _load_images(task.positives, base, size, channels, rng, want_pos)
+    neg, neg_origins, _, neg_bad = _load_images(task.negatives, base, size, channels, rng, want_neg, pos_aspects)
     images = np.stack(pos + neg)
     labels = np.array([True] * len(pos) + [False] * len(neg))
     val = np.zeros(len(labels), bool)
@@ -137,11 +173,13 @@ def build(task: Task, size: int, channels: int = 3, root: str | None = None, see
         idx = np.flatnonzero(labels == cls)
         val[rng.permutation(idx)[: len(idx) // 2]] = True
     meta = {"task": task.name, "positives": list(task.positives), "negatives": list(task.negatives),
-            "size": size, "seed": seed, "positive_fraction_target": positive_fraction, "key": key}
+            "size": size, "seed": seed, "positive_fraction_target": positive_fraction, "key": key,
+            "unreadable": {"positives": len(pos_bad), "negatives": len(neg_bad),
+                           "examples": (pos_bad + neg_bad)[:5]}}
     ts = TestSet(task.name, images, labels, val, pos_origins + neg_origins, meta)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, images=images, labels=labels, val=val, origins=json.dumps(ts.origins), meta=json.dumps(meta))
-        os.replace(tmp, path)
+        with replacing(path, suffix=".tmp.npz") as tmp:
+            np.savez(tmp, images=images, labels=labels, val=val, origins=json.dumps(ts.origins),
+                     meta=json.dumps(meta))
     return ts

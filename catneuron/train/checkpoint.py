@@ -4,11 +4,15 @@ A checkpoint is a directory ``checkpoints/step-00001234/`` holding
   model.safetensors   the weights (metadata: config, step, code version)
   trainer.pt          optimizer state, data stream position, RNG states, counters
 It is written under a temporary name and renamed when complete, so a kill at any moment leaves
-either the previous checkpoints or a complete new one; ``latest`` ignores anything else.
+either the previous checkpoints or a complete new one; ``latest`` ignores anything else, and
+``remove_partial`` deletes what a killed save left. A checkpoint damaged afterwards (a truncated
+copy, a bad disk) is skipped by ``load_latest`` for the intact one before it.
 """
 from __future__ import annotations
 
 import json
+import logging
+import pickle
 import random
 import shutil
 import tempfile
@@ -16,12 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from catneuron.errors import CatneuronError
+from catneuron.files import replacing
 
 PREFIX = "step-"
+UNREADABLE = (OSError, RuntimeError, ValueError, EOFError, KeyError, SafetensorError, pickle.UnpicklingError)
+
+log = logging.getLogger(__name__)
 
 
 def _rng_state() -> dict:
@@ -41,13 +49,11 @@ def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str]) -
     """Weights as safetensors, written to a temporary file and renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
-        tmp = Path(f.name)
     try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with replacing(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+    except SafetensorError as err:     # e.g. a full disk, reported by the Rust writer
+        raise CatneuronError(f"{path}: cannot write ({_first_line(err)})") from None
 
 
 def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -57,8 +63,11 @@ def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.op
     tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{final.name}."))
     try:
         save_weights(model, tmp / "model.safetensors", {**metadata, "step": str(step)})
-        torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": _rng_state(), **trainer_state},
-                   tmp / "trainer.pt")
+        try:
+            torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": _rng_state(), **trainer_state},
+                       tmp / "trainer.pt")
+        except RuntimeError as err:     # torch's writer reports a full disk this way
+            raise CatneuronError(f"{final}: cannot write the checkpoint ({_first_line(err)})") from None
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -83,25 +92,56 @@ def latest(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def remove_partial(directory: Path) -> list[Path]:
+    """Delete the temporary folders of saves that were killed (call while holding the run's lock)."""
+    stale = sorted(directory.glob(f".{PREFIX}*")) if directory.is_dir() else []
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
 def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, device) -> dict:
-    """Restore weights (and optimizer + RNG when `optimizer` is given); returns the trainer state."""
+    """Restore weights (and optimizer + RNG when `optimizer` is given); returns the trainer state.
+    Both files are read whole before anything is restored, so a damaged checkpoint changes nothing."""
     try:
         weights = load_file(str(path / "model.safetensors"), device=str(device))
         state = torch.load(path / "trainer.pt", map_location=device, weights_only=False)
-    except (OSError, RuntimeError, ValueError) as err:
-        raise CatneuronError(f"checkpoint {path}: unreadable ({err})") from None
-    model.load_state_dict(weights)
+        model.load_state_dict(weights)
+    except UNREADABLE as err:
+        raise CatneuronError(f"checkpoint {path}: unreadable ({_first_line(err)})") from None
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
     return state
 
 
+def load_latest(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                device) -> tuple[Path, dict] | None:
+    """Restore the newest checkpoint that reads back whole (skipping damaged newer ones, with a
+    warning); None when there is none. A CatneuronError when every checkpoint is damaged."""
+    found = complete(directory)
+    for path in reversed(found):
+        try:
+            return path, load(path, model, optimizer, device)
+        except CatneuronError as err:
+            log.warning("%s; trying the checkpoint before it", err)
+    if found:
+        raise CatneuronError(f"{directory}: none of the {len(found)} checkpoints is readable")
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 def read_metadata(path: Path) -> dict:
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if "config" in meta:
-        meta["config"] = json.loads(meta["config"])
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if "config" in meta:
+            meta["config"] = json.loads(meta["config"])
+    except UNREADABLE as err:
+        raise CatneuronError(f"{path}: not a readable safetensors file ({_first_line(err)})") from None
     return meta
 
 
@@ -134,5 +174,8 @@ def load_model(path: str | Path, device="cpu"):
     path = _weights_file(path)
     cfg = model_config(path)
     model = DeepSparseAutoencoder(cfg.model, device=device)
-    model.load_state_dict(load_file(str(path), device=str(device)))
+    try:
+        model.load_state_dict(load_file(str(path), device=str(device)))
+    except UNREADABLE as err:
+        raise CatneuronError(f"{path}: unreadable weights ({_first_line(err)})") from None
     return model.eval(), cfg

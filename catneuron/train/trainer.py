@@ -6,7 +6,9 @@ A run directory holds everything about one training run:
   metrics.jsonl      one line per logged step (loss parts, images seen, images/s)
   checkpoints/       atomic checkpoints (see checkpoint.py); the run resumes from the newest
   model.safetensors  the final weights, with the config in its metadata
-Ctrl-C (or SIGTERM) writes a checkpoint before exiting, so ``--resume`` continues exactly.
+Ctrl-C (or SIGTERM) writes a checkpoint before exiting, so ``--resume`` continues exactly. One
+training writes a run directory at a time (train/rundir.py), and an existing run is refused
+without ``--resume``.
 """
 from __future__ import annotations
 
@@ -22,14 +24,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from catneuron.config import Config, from_dict, validate
+from catneuron.config import Config, load_file, validate
 from catneuron.data.preprocess import to_tensor
 from catneuron.data.loader import ImageStream, StreamState
 from catneuron.data.sources import resolve_all
 from catneuron.errors import CatneuronError
+from catneuron.files import write_json, write_text
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.provenance import code_version, environment
-from catneuron.train import checkpoint
+from catneuron.train import checkpoint, rundir
 from catneuron.train.monitor import LearningMonitor
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class TrainResult:
     images_seen: int
     final_loss: float
     interrupted: bool
+    signal: int = 0          # the signal that interrupted it (SIGINT, SIGTERM), 0 when it finished
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -90,11 +94,12 @@ class StopRequest:
 
     def __init__(self):
         self.requested = False
+        self.signal = 0
 
     def _handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signal = True, signum
 
     @contextmanager
     def installed(self):
@@ -121,31 +126,34 @@ class Trainer:
         self.resume, self.progress = resume, progress
         self.ckpt_dir = self.run_dir / "checkpoints"
 
-    def _prepare_run_dir(self) -> None:
-        existing = checkpoint.latest(self.ckpt_dir)
-        if existing is not None and not self.resume:
-            raise CatneuronError(f"run directory {self.run_dir} already has checkpoints; pass --resume to continue "
-                                 f"it or choose another --out")
+    def _check_run_dir(self) -> None:
+        """Called holding the lock: nothing else writes the directory while it is checked."""
+        rundir.refuse_existing(self.run_dir, self.resume)
         if self.resume and (self.run_dir / "config.json").exists():
-            # Through from_dict, so settings added since the run started compare at their defaults.
-            saved = from_dict(json.loads((self.run_dir / "config.json").read_text())).to_dict()
+            # Through load_file, so settings added since the run started compare at their defaults.
+            saved = load_file(self.run_dir / "config.json").to_dict()
             if _network(saved["model"]) != _network(self.cfg.to_dict()["model"]):
                 raise CatneuronError(f"--resume: the model settings differ from those of {self.run_dir}/config.json")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in checkpoint.remove_partial(self.ckpt_dir):
+            log.info("removed %s, left by a save that was killed", stale)
 
     def _record_session(self, sources, start_step: int) -> None:
         path = self.run_dir / "run.json"
-        run = json.loads(path.read_text()) if path.exists() else {"sessions": []}
+        run = _read_run_json(path)
         run["config"] = self.cfg.to_dict()
         run["data"] = [{"source": s.spec, "files": [str(f) for f in s.files[:1000]], "file_count": len(s.files)}
                        for s in sources]
         run["sessions"].append({**environment(), "start_step": start_step})
-        _write_json(path, run)
-        _write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        write_json(path, run)
+        write_json(self.run_dir / "config.json", self.cfg.to_dict())
 
     def run(self) -> TrainResult:
+        with rundir.locked(self.run_dir):
+            self._check_run_dir()
+            return self._run()
+
+    def _run(self) -> TrainResult:
         cfg, t = self.cfg, self.cfg.train
-        self._prepare_run_dir()
         if t.threads:
             torch.set_num_threads(t.threads)
         device = resolve_device(t.device)
@@ -156,9 +164,9 @@ class Trainer:
         monitor = LearningMonitor(model)          # the seed fixes the initialization, resumed or not
         optimizer = make_optimizer(cfg, model.parameters())
         step, images_seen, stream_state = 0, 0, StreamState()
-        latest = checkpoint.latest(self.ckpt_dir) if self.resume else None
-        if latest is not None:
-            state = checkpoint.load(latest, model, optimizer, device)
+        restored = checkpoint.load_latest(self.ckpt_dir, model, optimizer, device) if self.resume else None
+        if restored is not None:
+            _, state = restored
             step, images_seen = state["step"], state["images_seen"]
             stream_state = StreamState(**state["stream"])
             log.info("resuming %s at step %d (%d images seen)", self.run_dir, step, images_seen)
@@ -223,13 +231,22 @@ class Trainer:
             if writer is not None:
                 writer.close()
         save_checkpoint()
+        self._record_skipped(stream.skipped)
         interrupted = step < t.steps
         if interrupted:
             log.warning("interrupted at step %d; checkpoint saved. Continue with --resume --out %s", step,
                         self.run_dir)
         else:
             checkpoint.save_weights(model, self.run_dir / "model.safetensors", {**meta, "step": str(step)})
-        return TrainResult(self.run_dir, step, images_seen, loss_value, interrupted)
+        return TrainResult(self.run_dir, step, images_seen, loss_value, interrupted, stop.signal)
+
+    def _record_skipped(self, skipped: dict[str, str]) -> None:
+        """The unreadable training images this session met (file -> why) go into its run.json entry."""
+        path = self.run_dir / "run.json"
+        run = _read_run_json(path)
+        run["sessions"][-1]["skipped"] = dict(list(skipped.items())[:1000])
+        run["sessions"][-1]["skipped_count"] = len(skipped)
+        write_json(path, run)
 
 
 def _network(model: dict) -> dict:
@@ -237,22 +254,34 @@ def _network(model: dict) -> dict:
     return {k: v for k, v in model.items() if k not in ("backend", "precision")}
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+def _read_run_json(path: Path) -> dict:
+    if not path.exists():
+        return {"sessions": []}
+    try:
+        run = json.loads(path.read_text())
+        if isinstance(run, dict) and isinstance(run.get("sessions"), list):
+            return run
+    except (ValueError, OSError):
+        pass
+    raise CatneuronError(f"{path}: damaged (expected the run's JSON record); move it aside to start a new record")
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop log lines past the checkpoint being resumed (they will be logged again); starting at
-    step 0, all of them (the initialization's row is written again too)."""
+    step 0, all of them (the initialization's row is written again too). A line that does not
+    parse (the last one, cut by a kill) is dropped with the rest."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if step and line.strip() and json.loads(line)["step"] <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    tmp.replace(path)
+    keep = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        try:
+            row_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s line %d is not a complete metrics row: dropped", path, number)
+            continue
+        if step and row_step <= step:
+            keep.append(line)
+    write_text(path, "".join(line + "\n" for line in keep))
 
 
 def _tensorboard(run_dir: Path):

@@ -79,3 +79,31 @@ def test_control_corpus_has_no_image_where_the_detector_fires(corpus, tmp_path):
     assert manifest["expected_missed_faces"] == pytest.approx(manifest["removed"] / 9, abs=0.1)
     originals = {r.key: r.files["jpg"] for r in _records(corpus)}
     assert all(originals[r.key] == r.files["jpg"] for r in kept)     # copied byte for byte
+
+
+def _folder_with_broken_files(folder, good: int, broken: int):
+    from PIL import Image
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(good):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{k:03d}.png")
+    for k in range(broken):            # named to sort last: no readable record comes after them
+        (folder / f"zz{k}.png").write_bytes(b"\x89PNG broken")
+
+
+def test_unreadable_picks_are_replaced_from_the_whole_source(tmp_path):
+    """The audit's case: 72 of 76 files readable, and compose blamed the source ("fewer than 30
+    readable images") because a late unreadable pick could only be replaced by a later record."""
+    _folder_with_broken_files(tmp_path / "bad", 72, 4)
+    manifest = compose([(str(tmp_path / "bad"), 1.0)], tmp_path / "c", size=16, seed=0, count=72, progress=False)
+    assert manifest["count"] == 72 and len(manifest["unreadable"]) == 4
+    assert len(_records(tmp_path / "c")) == 72
+
+
+def test_default_count_leaves_out_unreadable_files_and_an_explicit_count_says_why(tmp_path):
+    _folder_with_broken_files(tmp_path / "bad", 72, 4)
+    manifest = compose([(str(tmp_path / "bad"), 1.0)], tmp_path / "c", size=16, progress=False)
+    assert manifest["count"] == 72 and manifest["sources"][0]["taken"] == 72
+    with pytest.raises(DataError, match=r"has 72 readable images of 76 \(4 unreadable\), 76 wanted for --count 76"):
+        compose([(str(tmp_path / "bad"), 1.0)], tmp_path / "d", size=16, count=76, progress=False)
+    assert not (tmp_path / "d").exists()

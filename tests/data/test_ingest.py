@@ -108,3 +108,18 @@ def test_a_corrupt_shard_is_reported_and_the_job_goes_on(tmp_path):
     report = ingest([resolve(str(tmp_path / "in"))], tmp_path / "out", size=24, near=None, progress=False)
     assert report.written >= 6
     assert any(k.endswith("set-000001.tar.gz") and "unreadable" in v for k, v in report.skipped.items())
+
+
+def test_a_bad_json_sidecar_is_skipped_with_a_reason_that_says_so(tmp_path):
+    from catneuron.data.shards import ShardWriter
+    from tests.data.helpers import png_bytes
+    images = random_images(3)
+    with ShardWriter(tmp_path / "in" / "set", max_count=None) as w:
+        w.write("good", {"png": png_bytes(images[0]), "json": b'{"a": 1}'})
+        w.write("bad", {"png": png_bytes(images[1]), "json": b"{ oops"})
+        w.write("list", {"png": png_bytes(images[2]), "json": b"[1, 2]"})
+    report = ingest([resolve(str(tmp_path / "in"))], tmp_path / "out", size=24, near=None, progress=False)
+    assert report.written == 1
+    reasons = {k.rsplit(":", 1)[-1]: v for k, v in report.skipped.items()}
+    assert reasons["bad"].startswith("its .json sidecar is not valid JSON (Expecting property name")
+    assert reasons["list"] == "its .json sidecar is a list, expected an object"

@@ -85,3 +85,41 @@ def test_decode_rejects_truncated_jpeg():
     Image.fromarray(random_images(1, 64)[0]).save(buf, format="JPEG")
     with pytest.raises(DataError, match="not a readable image"):
         decode(buf.getvalue()[:200], "cut.jpg")
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_a_shard_cut_anywhere_is_reported_never_read_as_shorter(tmp_path, compress):
+    """The audit cut a 200-record .tar.gz at 60 random places; one cut (inside a tar header) read
+    as a complete shard of 96 records. Every cut must either lose nothing (a cut after the
+    end-of-archive marker, in the padding or the gzip trailer) or raise."""
+    (shard,) = write_shards(tmp_path / "s", random_images(200, size=8), per_shard=200) if compress else \
+        _plain_shard(tmp_path, 200)
+    data = shard.read_bytes()
+    cuts = sorted(set(np.random.default_rng(0).integers(1, len(data), 60).tolist()))
+    if not compress:     # and exactly inside the header of the 101st member
+        cuts.append(_header_offset(shard, 100) + 100)
+    silent = []
+    for cut in cuts:
+        part = tmp_path / f"cut{shard.name[shard.name.index('.'):]}"
+        part.write_bytes(data[:cut])
+        try:
+            n = len(list(iter_shard(part)))
+        except DataError as err:
+            assert "truncated" in str(err) or "unreadable" in str(err)
+            continue
+        if n != 200:
+            silent.append((cut, n))
+    assert not silent
+
+
+def _plain_shard(tmp_path, n):
+    with ShardWriter(tmp_path / "p", max_count=None, compress=False) as w:
+        for i, img in enumerate(random_images(n, size=8)):
+            w.write(f"img{i:05d}", {"png": png_bytes(img)})
+    return w.written
+
+
+def _header_offset(path, index):
+    import tarfile
+    with tarfile.open(path) as tar:
+        return tar.getmembers()[index].offset

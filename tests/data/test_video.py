@@ -62,3 +62,13 @@ def test_folder_without_usable_videos_is_one_error(tmp_path):
     empty.mkdir()
     with pytest.raises(DataError, match="no video files"):
         find_videos(empty)
+
+
+def test_skips_are_keyed_by_path_so_same_named_videos_in_two_folders_both_count(videos, tmp_path):
+    folder = tmp_path / "in"
+    for sub in ("a", "b"):
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video" * 10)
+    (folder / "good.mp4").write_bytes((videos / "scenes" / "bottle-detection.mp4").read_bytes())
+    report = extract_frames(folder, tmp_path / "out", progress=False)
+    assert sorted(report.skipped) == ["a/clip.mp4", "b/clip.mp4"] and report.written == 1

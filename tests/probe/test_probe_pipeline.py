@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 
@@ -66,6 +67,11 @@ def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeyp
     assert dets["compare-control-whole"]["paper"]["accuracy"] == dets["trained-whole"]["paper"]["accuracy"]
     again = probe(tiny_run, _probe_cfg(tiny_run), compare={"control": str(tiny_run)}, progress=False)  # cached
     assert again["tasks"]["faces"]["detectors"]["linear"]["paper"] == dets["linear"]["paper"]
+    stage = tiny_run / "probe" / "stages" / "faces__linear.json"
+    stage.write_text(stage.read_text()[:50])          # damaged: scored again, no traceback
+    again = probe(tiny_run, _probe_cfg(tiny_run), compare={"control": str(tiny_run)}, progress=False)
+    assert again["tasks"]["faces"]["detectors"]["linear"]["paper"] == dets["linear"]["paper"]
+    assert json.loads(stage.read_text())["signature"]
 
     pics = visualize(tiny_run, _probe_cfg(tiny_run), steps=10, concept_images=4)
     assert set(pics["tasks"]) == {"faces", "bodies"} and "scale" in pics["tasks"]["faces"]

@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -71,7 +72,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_killed_run_resumes_to_the_same_weights(tmp_path, shards, sig):
     steps = 400
     proc = _spawn_training(tmp_path / "killed", shards, steps)
@@ -79,8 +80,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, shards, sig):
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     saved = checkpoint.latest(tmp_path / "killed" / "checkpoints")
-    if sig == signal.SIGINT:      # Ctrl-C: a clean exit that checkpoints the step it stopped at
-        assert proc.returncode == 0 and "interrupted at step" in err
+    if sig != signal.SIGKILL:     # Ctrl-C, SIGTERM: checkpoint the step it stopped at, exit 128 + signal
+        assert proc.returncode == 128 + sig and "interrupted at step" in err
         assert f"interrupted at step {int(saved.name.split('-')[1])};" in err
     else:
         assert proc.returncode == -signal.SIGKILL
@@ -93,8 +94,75 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, shards, sig):
 
 def test_existing_run_needs_resume(tmp_path, shards):
     Trainer(_cfg([shards], 2), tmp_path / "run", progress=False).run()
-    with pytest.raises(CatneuronError, match="already has checkpoints; pass --resume"):
+    with pytest.raises(CatneuronError, match="already holds a run .*; pass --resume"):
         Trainer(_cfg([shards], 4), tmp_path / "run", progress=False).run()
+
+
+def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path, shards):
+    """The audit's case: checkpoints/ deleted, then a new training into the same --out replaced the
+    300-step model and cut metrics.jsonl to 5 rows."""
+    import shutil
+    Trainer(_cfg([shards], 6, log_every=1), tmp_path / "run", progress=False).run()
+    shutil.rmtree(tmp_path / "run" / "checkpoints")
+    model, metrics = (tmp_path / "run" / "model.safetensors").read_bytes(), (tmp_path / "run" / "metrics.jsonl")
+    rows = metrics.read_text()
+    with pytest.raises(CatneuronError, match=r"already holds a run \(model.safetensors, config.json, metrics.jsonl\)"):
+        Trainer(_cfg([shards], 2), tmp_path / "run", progress=False).run()
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == model and metrics.read_text() == rows
+
+
+def test_a_run_directory_has_one_writer_and_a_killed_writer_frees_it(tmp_path, shards):
+    from catneuron.train import rundir
+    with rundir.locked(tmp_path / "run"):
+        with pytest.raises(CatneuronError, match=r"being written by another training \(pid \d+\)"):
+            Trainer(_cfg([shards], 2), tmp_path / "run", progress=False).run()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from catneuron.train import rundir; cm = rundir.locked(Path(sys.argv[1])); "
+                               "cm.__enter__(); print('locked', flush=True); time.sleep(60)", str(tmp_path / "run")],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(CatneuronError, match="being written by another training"):
+        Trainer(_cfg([shards], 2), tmp_path / "run", progress=False).run()
+    holder.kill()
+    holder.wait()
+    assert Trainer(_cfg([shards], 2), tmp_path / "run", progress=False).run().step == 2
+
+
+def test_resume_survives_a_cut_metrics_line_a_damaged_checkpoint_and_a_killed_save(tmp_path, shards):
+    Trainer(_cfg([shards], 30, checkpoint_every=10, log_every=5), tmp_path / "run", progress=False).run()
+    run = tmp_path / "run"
+    (run / "model.safetensors").unlink()          # as if killed after the step-30 checkpoint
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 35, "lo')                # a kill in the middle of a line
+    newest = checkpoint.latest(run / "checkpoints")
+    weights = newest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])   # damaged after it was written
+    stale = run / "checkpoints" / ".step-00000040.abc123"
+    stale.mkdir()                                  # what a save killed midway leaves
+    result = Trainer(_cfg([shards], 40, checkpoint_every=10, log_every=5), run, resume=True, progress=False).run()
+    assert result.step == 40 and not stale.exists()
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 5, 10, 15, 20, 25, 30, 35, 40]        # resumed from step 20, the intact checkpoint
+
+
+def test_every_checkpoint_damaged_is_one_clear_error(tmp_path, shards):
+    Trainer(_cfg([shards], 20, checkpoint_every=10), tmp_path / "run", progress=False).run()
+    for c in checkpoint.complete(tmp_path / "run" / "checkpoints"):
+        (c / "trainer.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CatneuronError, match="none of the 2 checkpoints is readable"):
+        Trainer(_cfg([shards], 30, checkpoint_every=10), tmp_path / "run", resume=True, progress=False).run()
+
+
+def test_unreadable_training_images_are_kept_in_run_json(tmp_path):
+    from PIL import Image
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for k in range(8):
+        Image.fromarray(np.full((24, 24, 3), 30 * k, np.uint8)).save(folder / f"{k}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG broken")
+    Trainer(_cfg([str(folder)], 3), tmp_path / "run", progress=False).run()
+    session = json.loads((tmp_path / "run" / "run.json").read_text())["sessions"][-1]
+    assert session["skipped_count"] == 1 and list(session["skipped"]) == [str(folder / "broken.png")]
 
 
 def test_resume_refuses_a_different_model(tmp_path, shards):
@@ -147,3 +215,17 @@ def test_resume_without_checkpoint_starts_the_log_afresh(tmp_path, shards):
     Trainer(_cfg([shards], 5), run, resume=True, progress=False).run()
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 5]
+
+
+def test_a_full_disk_while_saving_is_a_clear_error_and_leaves_no_file(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    from catneuron.nn.autoencoder import DeepSparseAutoencoder
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, message: \"No space left\" })")
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    model = DeepSparseAutoencoder(C.preset("tiny").model)
+    with pytest.raises(CatneuronError, match="model.safetensors: cannot write .*No space left"):
+        checkpoint.save_weights(model, tmp_path / "model.safetensors", {})
+    assert list(tmp_path.iterdir()) == []

@@ -29,12 +29,13 @@ from catneuron.config import Config, validate
 from catneuron.errors import CatneuronError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.provenance import code_version
-from catneuron.train import checkpoint
+from catneuron.train import checkpoint, rundir
 from catneuron.train.distributed.params import gather, partition, scatter
 from catneuron.train.distributed.partition import ray_workers
 from catneuron.train.distributed.replica import Replica, replica_sources
 from catneuron.train.distributed.server import ParameterShard, normalized_runs
-from catneuron.train.trainer import TrainResult, _truncate_metrics, _write_json, _weights_metadata
+from catneuron.files import write_json
+from catneuron.train.trainer import TrainResult, _truncate_metrics, _weights_metadata
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,11 @@ class ReplicaActor:
     def set_stream(self, state: dict) -> None:
         self.replica.set_stream(state)
 
+    def replace_shard(self, index: int, handle) -> None:
+        """Talk to a restarted parameter-server shard from now on."""
+        self.shards.handles[index] = handle
+        self.replica.restart_exchange()
+
 
 def _check_reachable(address: str) -> None:
     """Fail fast: ray.init retries an address where nothing listens for minutes."""
@@ -126,8 +132,12 @@ def connect(address: str | None, object_store_mb: int | None = None) -> None:
     kwargs = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
     if address:
         kwargs["address"] = address
-    elif object_store_mb:
-        kwargs["object_store_memory"] = object_store_mb * 1024 * 1024
+    else:
+        # A cluster of this machine alone: advertise loopback, so that no other machine can join it
+        # or be sent its tasks.
+        kwargs["_node_ip_address"] = "127.0.0.1"
+        if object_store_mb:
+            kwargs["object_store_memory"] = object_store_mb * 1024 * 1024
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
@@ -146,39 +156,45 @@ class DistributedTrainer:
             raise CatneuronError(f"train.optimizer = {cfg.train.optimizer}: the parameter servers apply adagrad or sgd")
 
     def run(self) -> TrainResult:
+        with rundir.locked(self.run_dir):
+            rundir.refuse_existing(self.run_dir, self.resume)
+            checkpoint.remove_partial(self.ckpt_dir)
+            return self._run()
+
+    def _run(self) -> TrainResult:
         import ray
         cfg, s = self.cfg, self.s
-        if checkpoint.latest(self.ckpt_dir) is not None and not self.resume:
-            raise CatneuronError(f"run directory {self.run_dir} already has checkpoints; pass --resume to continue "
-                                 f"it or choose another --out")
         for r in range(s.replicas):        # a clear error here rather than replicas dying at start
             replica_sources(cfg, r, s.replicas)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         connect(s.address, s.object_store_mb)
 
         torch.manual_seed(cfg.train.seed)
         model = DeepSparseAutoencoder(cfg.model)
         specs = partition(model, s.shards, cfg.model.norm_constraint)
         step, images, streams, shard_states = 0, 0, [None] * s.replicas, None
-        latest = checkpoint.latest(self.ckpt_dir) if self.resume else None
-        if latest is not None:
-            state = checkpoint.load(latest, model, None, "cpu")
+        restored = checkpoint.load_latest(self.ckpt_dir, model, None, "cpu") if self.resume else None
+        if restored is not None:
+            _, state = restored
             step, images = state["step"], state["images_seen"]
             streams, shard_states = state["replica_streams"], state["shards"]
             log.info("resuming %s at step %d", self.run_dir, step)
         _truncate_metrics(self.run_dir / "metrics.jsonl", step)
-        _write_json(self.run_dir / "config.json", cfg.to_dict())
-        _write_json(self.run_dir / "distributed.json", {**dataclasses.asdict(s), "code_version": code_version(),
+        write_json(self.run_dir / "config.json", cfg.to_dict())
+        write_json(self.run_dir / "distributed.json", {**dataclasses.asdict(s), "code_version": code_version(),
                                                         "shard_sizes": [spec.size for spec in specs]})
 
         shard_actor = ray.remote(num_cpus=0)(ParameterShard)
-        shards = []
-        for k, spec in enumerate(specs):
-            handle = shard_actor.remote(gather(model, spec), normalized_runs(spec), cfg.train.lr, cfg.train.optimizer,
+        initial = [gather(model, spec) for spec in specs]
+
+        def start_shard(k: int):
+            """Shard k, from the newest saved state when there is one, else from the start."""
+            handle = shard_actor.remote(initial[k], normalized_runs(specs[k]), cfg.train.lr, cfg.train.optimizer,
                                         momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
             if shard_states is not None:
                 ray.get(handle.load_state_dict.remote(shard_states[k]))
-            shards.append(handle)
+            return handle
+
+        shards = [start_shard(k) for k in range(len(specs))]
         gpus = gpu_placement(ray.cluster_resources().get("GPU", 0), cfg.train.device, s.replicas, s.partitions)
         if gpus.replica or gpus.band:
             log.info("GPUs: %s per %s", gpus.replica or gpus.band, "replica" if gpus.replica else "band worker")
@@ -188,7 +204,9 @@ class DistributedTrainer:
         meta = _weights_metadata(cfg)
 
         def save():
+            nonlocal shard_states
             states = ray.get([h.state_dict.remote() for h in shards])
+            shard_states = states
             for k, spec in enumerate(specs):
                 scatter(model, spec, states[k]["params"])
             checkpoint.save(self.ckpt_dir, step, model, _NoOptimizer(),
@@ -196,7 +214,8 @@ class DistributedTrainer:
                              "distributed": dataclasses.asdict(s)}, meta)
 
         total = cfg.train.steps
-        restarts = [0] * s.replicas
+        restarts, shard_restarts = [0] * s.replicas, [0] * len(shards)
+        replaced: set[str] = set()         # actor ids of the shards restarted so far
         in_flight: dict = {}
         bar = tqdm(total=total, initial=step, unit="step", desc=f"train {cfg.preset} x{s.replicas} replicas",
                    disable=not self.progress, dynamic_ncols=True)
@@ -219,6 +238,36 @@ class DistributedTrainer:
                 r, n = in_flight.pop(ready[0])
                 try:
                     stats = ray.get(ready[0])
+                except ray.exceptions.RayTaskError as err:
+                    # Raised inside a live replica: its own error, or an actor it called died.
+                    scheduled -= n
+                    if not isinstance(err.cause, ray.exceptions.RayActorError):
+                        raise CatneuronError(f"replica {r}: {str(err.cause).strip().splitlines()[0]}") from None
+                    dead = _dead(shards)
+                    for k in dead:
+                        shard_restarts[k] += 1
+                        if shard_restarts[k] > s.max_restarts:
+                            raise CatneuronError(f"parameter-server shard {k} died {shard_restarts[k]} times; giving "
+                                                 f"up (continue from the last checkpoint with --resume)") from None
+                        log.warning("parameter-server shard %d died; restarting it from the last checkpoint's state "
+                                    "(restart %d of %d)", k, shard_restarts[k], s.max_restarts)
+                        replaced.add(shards[k]._actor_id.hex())
+                        shards[k] = start_shard(k)
+                        for replica in replicas:       # queued before the replica's next chunk
+                            replica.replace_shard.remote(k, shards[k])
+                        self._log(metrics, {"step": step, "images": images, "event": "parameter shard restarted",
+                                            "shard": k, "restarts": shard_restarts[k]})
+                    if not dead and err.cause.actor_id not in replaced:
+                        # Neither a shard nor (already) replaced: one of the replica's band workers died.
+                        restarts[r] += 1
+                        if restarts[r] > s.max_restarts:
+                            raise CatneuronError(f"replica {r} lost a band worker {restarts[r]} times; giving up") \
+                                from None
+                        ray.kill(replicas[r], no_restart=False)      # restarted with new band workers
+                        if streams[r] is not None:
+                            _call_when_restarted(replicas[r].set_stream, streams[r])
+                    submit(r)
+                    continue
                 except ray.exceptions.RayActorError as err:
                     restarts[r] += 1
                     scheduled -= n
@@ -263,9 +312,10 @@ class DistributedTrainer:
         save()
         checkpoint.save_weights(model, self.run_dir / "model.safetensors", {**meta, "step": str(step)})
         counts = ray.get([h.counts.remote() for h in shards])
-        _write_json(self.run_dir / "distributed.json", {**dataclasses.asdict(s), "code_version": code_version(),
+        write_json(self.run_dir / "distributed.json", {**dataclasses.asdict(s), "code_version": code_version(),
                                                         "shard_sizes": [spec.size for spec in specs],
-                                                        "shard_counts": counts, "restarts": restarts})
+                                                        "shard_counts": counts, "restarts": restarts,
+                                                        "shard_restarts": shard_restarts})
         for actor in replicas + shards:
             ray.kill(actor)
         return TrainResult(self.run_dir, step, images, float("nan"), False)
@@ -274,6 +324,18 @@ class DistributedTrainer:
     def _log(f, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
         f.flush()
+
+
+def _dead(handles, timeout: float = 30.0) -> list[int]:
+    """Indices of the actors that no longer answer."""
+    import ray
+    dead = []
+    for k, h in enumerate(handles):
+        try:
+            ray.get(h.counts.remote(), timeout=timeout)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            dead.append(k)
+    return dead
 
 
 def _call_when_restarted(method, *args, timeout: float = 300.0):

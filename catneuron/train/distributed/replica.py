@@ -75,6 +75,13 @@ class Replica:
         self.accumulated = 0
         self.since_fetch = None            # None: fetch before the first step
 
+    def restart_exchange(self) -> None:
+        """After a parameter-server shard was replaced: drop the gradients accumulated against the old
+        parameters and fetch before the next step."""
+        self.model.zero_grad(set_to_none=True)
+        self.accumulated = 0
+        self.since_fetch = None
+
     def set_stream(self, state: dict) -> None:
         self.stream.state = StreamState(**state)
         self.batches = None

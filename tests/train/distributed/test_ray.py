@@ -45,33 +45,79 @@ def test_async_training_lowers_the_objective_and_honours_p_and_g(local_ray, data
     assert (tmp_path / "run" / "model.safetensors").exists()
 
 
-def test_a_killed_replica_is_restarted_and_training_goes_on(local_ray, data, tmp_path):
-    settings = DistributedSettings(replicas=2, shards=2, chunk=4, max_restarts=2)
-    trainer = DistributedTrainer(_cfg(data, 120), tmp_path / "run", settings, progress=False)
-    killed = {}
+def _run_and_kill(trainer, run, pick_pid) -> tuple:
+    """Run `trainer`; meanwhile, once pick_pid(metrics rows) names a process, SIGKILL it.
+    Returns (the result, the killed pid or None)."""
+    killed = []
 
-    def kill_one_replica():
+    def kill():
         deadline = time.time() + 120
         while time.time() < deadline:
-            path = tmp_path / "run" / "metrics.jsonl"
-            rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-            if len(rows) >= 4:
-                killed["pid"] = rows[-1]["pid"]               # the replica process that reported last
-                os.kill(killed["pid"], signal.SIGKILL)
+            path = run / "metrics.jsonl"
+            pid = pick_pid([json.loads(line) for line in path.read_text().splitlines()] if path.exists() else [])
+            if pid:
+                killed.append(pid)
+                os.kill(pid, signal.SIGKILL)
                 return
             time.sleep(0.2)
 
-    thread = threading.Thread(target=kill_one_replica)
+    thread = threading.Thread(target=kill)
     thread.start()
     result = trainer.run()
     thread.join()
+    return result, (killed or [None])[0]
+
+
+def test_a_killed_replica_is_restarted_and_training_goes_on(local_ray, data, tmp_path):
+    settings = DistributedSettings(replicas=2, shards=2, chunk=4, max_restarts=2)
+    trainer = DistributedTrainer(_cfg(data, 120), tmp_path / "run", settings, progress=False)
+    # the replica process that reported last
+    result, killed = _run_and_kill(trainer, tmp_path / "run", lambda rows: len(rows) >= 4 and rows[-1]["pid"])
     assert killed, "no replica was killed"
     rows = _rows(tmp_path / "run")
     restarted = [r for r in rows if r.get("event") == "replica restarted"]
     assert result.step == 120 and restarted
     after = [r for r in rows[rows.index(restarted[0]):] if "loss" in r]
     assert {r["replica"] for r in after} == {0, 1}                 # both train after the restart
-    assert killed["pid"] not in {r["pid"] for r in after}          # ... one of them in a new process
+    assert killed not in {r["pid"] for r in after}                 # ... one of them in a new process
+
+
+def _shard_pids():
+    pids = []
+    for proc in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{proc}/cmdline", "rb") as f:
+                if b"ray::ParameterShard" in f.read():
+                    pids.append(int(proc))
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+def test_a_killed_parameter_shard_is_restarted_from_its_checkpoint(local_ray, data, tmp_path):
+    """The audit's case: a dead shard used to be blamed on the live replicas ("restart 4 of 3")."""
+    settings = DistributedSettings(replicas=2, shards=2, chunk=4, max_restarts=2)
+    trainer = DistributedTrainer(_cfg(data, 120), tmp_path / "run", settings, progress=False)
+    result, killed = _run_and_kill(trainer, tmp_path / "run",      # after the step-20 checkpoint
+                                   lambda rows: any(r.get("step", 0) >= 28 for r in rows) and min(_shard_pids(), default=None))
+    assert killed, "no shard was killed"
+    rows = _rows(tmp_path / "run")
+    events = [r["event"] for r in rows if "event" in r]
+    assert result.step == 120 and events.count("parameter shard restarted") == 1
+    assert "replica restarted" not in events
+    after = [r for r in rows[[r.get("event") for r in rows].index("parameter shard restarted"):] if "loss" in r]
+    assert {r["replica"] for r in after} == {0, 1}
+    info = json.loads((tmp_path / "run" / "distributed.json").read_text())
+    assert sorted(info["shard_restarts"]) == [0, 1] and info["restarts"] == [0, 0]
+
+
+def test_a_local_cluster_advertises_loopback(monkeypatch):
+    from catneuron.train.distributed import ray_trainer
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    ray_trainer.connect(None)
+    assert calls[-1]["_node_ip_address"] == "127.0.0.1" and "address" not in calls[-1]
 
 
 def test_model_parallel_replicas_on_ray_band_workers(local_ray, data, tmp_path):
