@@ -98,8 +98,10 @@ def test_a_killed_parameter_shard_is_restarted_from_its_checkpoint(local_ray, da
     """The audit's case: a dead shard used to be blamed on the live replicas ("restart 4 of 3")."""
     settings = DistributedSettings(replicas=2, shards=2, chunk=4, max_restarts=2)
     trainer = DistributedTrainer(_cfg(data, 120), tmp_path / "run", settings, progress=False)
-    result, killed = _run_and_kill(trainer, tmp_path / "run",      # after the step-20 checkpoint
-                                   lambda rows: any(r.get("step", 0) >= 28 for r in rows) and min(_shard_pids(), default=None))
+    def after_the_first_checkpoint(rows):
+        return any(r.get("step", 0) >= 28 for r in rows) and min(_shard_pids(), default=None)
+
+    result, killed = _run_and_kill(trainer, tmp_path / "run", after_the_first_checkpoint)
     assert killed, "no shard was killed"
     rows = _rows(tmp_path / "run")
     events = [r["event"] for r in rows if "event" in r]
