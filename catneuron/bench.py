@@ -272,7 +272,8 @@ def format_table(rows: list[dict], peaks: dict[str, float]) -> str:
     for r in rows:
         xn = f"{r['x_naive']:.1f}" if r["x_naive"] is not None else "-"
         mem = f"{r['peak_mib']:.0f}" if r["peak_mib"] is not None else "-"
-        lines.append(f"{r['case']:<36}{r['impl']:<14}{r['ms']:>9.2f}{r['gflops']:>9.1f}{100 * r['gflops'] / peak:>12.1f}"
+        share = 100 * r["gflops"] / peak
+        lines.append(f"{r['case']:<36}{r['impl']:<14}{r['ms']:>9.2f}{r['gflops']:>9.1f}{share:>12.1f}"
                      f"{xn:>9}{r['x_conv2d']:>8.2f}{mem:>10}")
     return "\n".join(lines)
 
