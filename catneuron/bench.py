@@ -28,10 +28,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from catneuron.config import Config, geometry
+from catneuron.config import Config
 from catneuron.files import write_json
 from catneuron.nn import lc_native
-from catneuron.nn.local import locally_connected, output_size
+from catneuron.nn.geometry import geometry, output_size
+from catneuron.nn.local import locally_connected
 from catneuron.provenance import environment
 
 

@@ -3,7 +3,7 @@
     cfg = preset("small")
     cfg = apply_overrides(cfg, ["model.sparsity=0.3", "train.steps=500", "model.stages.*.maps=16"])
     validate(cfg)               # raises ConfigError naming the setting
-    geometry(cfg.model)         # per-stage sizes
+    geometry(cfg.model)         # per-stage sizes (catneuron.nn.geometry)
 
 Config files (--config) are JSON or TOML with the same nested keys as ``to_dict``; keys they do
 not give keep the preset's values.
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from catneuron.errors import ConfigError
+from catneuron.nn.geometry import geometry
 
 try:
     import tomllib
@@ -160,9 +161,9 @@ def _learns(cfg: Config) -> Config:
 
 
 def _paper() -> Config:
-    # Strides are not published. Stride 1 everywhere gives 1.22 billion encoder connections
-    # (see docs/architecture.md for the arithmetic), the paper's "1 billion", and top units
-    # that see 60-76 of the 200 pixels, consistent with its face audit on 60x60 patches.
+    # Strides are not published. Stride 1 everywhere gives 1.22 billion encoder connections, the
+    # paper's "1 billion connections" (its "1 billion parameters" would rather be strides 1, 2, 1:
+    # docs/architecture.md), and the smallest top fields (76-88 of the 200 pixels).
     return _learns(Config("paper", ModelConfig(input_size=200, channels=3, stages=_stages(3))))
 
 
@@ -324,46 +325,7 @@ def _set_path(obj: Any, parts: list[str], value: Any, key: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Geometry and validation
-
-@dataclass(frozen=True)
-class StageGeometry:
-    in_channels: int
-    in_size: int        # input side, pixels
-    filter_size: int    # filtering sublayer output side
-    pool_size: int      # pooling / LCN output side (= filter_size for sigmoid stages)
-    maps: int
-
-    @property
-    def locations(self) -> int:
-        return self.filter_size ** 2
-
-
-def geometry(model: ModelConfig) -> list[StageGeometry]:
-    """Sizes of every stage; raises ConfigError when a stage does not fit its input."""
-    out, channels, size = [], model.channels, model.input_size
-    for k, st in enumerate(model.stages):
-        where = f"model.stages.{k}"
-        for name in ("maps", "receptive_field", "stride", "pool_size", "pool_stride", "lcn_size"):
-            if getattr(st, name) < 1:
-                raise ConfigError(f"{where}.{name} must be >= 1, got {getattr(st, name)}")
-        if st.receptive_field > size:
-            raise ConfigError(f"{where}.receptive_field = {st.receptive_field} is larger than the stage's "
-                              f"{size}x{size} input")
-        filt = (size - st.receptive_field) // st.stride + 1
-        if model.kind == "sigmoid":
-            out.append(StageGeometry(channels, size, filt, filt, st.maps))
-            channels, size = st.maps, filt
-            continue
-        if st.pool_size > filt:
-            raise ConfigError(f"{where}.pool_size = {st.pool_size} is larger than the {filt}x{filt} filtering output")
-        if st.lcn_size % 2 == 0:
-            raise ConfigError(f"{where}.lcn_size must be odd, got {st.lcn_size}")
-        pooled = (filt - st.pool_size) // st.pool_stride + 1
-        out.append(StageGeometry(channels, size, filt, pooled, st.maps))
-        channels, size = st.maps, pooled
-    return out
-
+# Validation
 
 CHOICES = {
     "model.norm_constraint": ("decoder", "encoder", "both", "none"),

@@ -4,7 +4,8 @@ import pytest
 
 from catneuron import config as C
 from catneuron.errors import ConfigError
-from catneuron.nn.accounting import count, describe, receptive_fields
+from catneuron.nn.accounting import count, describe
+from catneuron.nn.geometry import geometry
 
 
 @pytest.mark.parametrize("name", sorted(C.PRESETS))
@@ -41,18 +42,18 @@ def test_saved_activations_counted_on_meta_equal_those_of_a_real_step():
     from catneuron.nn.autoencoder import DeepSparseAutoencoder
     cfg = C.preset("tiny").model
     model = DeepSparseAutoencoder(cfg)
-    storages: dict[int, int] = {}
+    storages: dict[int, torch.Tensor] = {}       # holding them keeps freed addresses from being reused
 
     def pack(t):
         if not (t.is_leaf and t.requires_grad):
-            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            storages[t.untyped_storage().data_ptr()] = t
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model.objective(torch.randn(6, 3, 20, 20))
     # Counted per saved tensor on meta (a storage saved through two views counts twice), per
     # storage here: equal within a few per cent, and the estimate errs on the large side.
-    real = sum(storages.values())
+    real = sum(t.untyped_storage().nbytes() for t in storages.values())
     assert real <= saved_for_backward(cfg, 6) <= 1.05 * real
 
 
@@ -68,10 +69,11 @@ def test_info_says_whether_the_paper_network_fits_a_gpu():
             parse_bytes(bad, "--gpu-memory")
 
 
-def test_paper_top_units_see_60_to_76_pixels():
-    top = receptive_fields(C.preset("paper").model)[-1]
-    assert (top["filter"], top["lcn"]) == (68, 76)
-    assert receptive_fields(C.preset("paper").model)[-1]["pool"] == 72
+def test_paper_top_units_see_76_to_88_pixels():
+    # stage 1: 18, +4 pooling = 22, +2x4 for LCN's two centred 5x5 windows = 30; stage 2: 30 + 17 = 47,
+    # 51, 59; stage 3: 59 + 17 = 76, 80, 88 (all at jump 1).
+    top = geometry(C.preset("paper").model)[-1].sublayers
+    assert [(s.kind, s.field, s.start) for s in top] == [("filter", 76, -8), ("pool", 80, -8), ("lcn", 88, -12)]
 
 
 def test_overrides_and_files(tmp_path):

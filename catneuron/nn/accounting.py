@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from catneuron.config import ModelConfig, geometry
+from catneuron.config import ModelConfig
+from catneuron.nn.geometry import geometry
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 
 FLOAT_BYTES = 4
@@ -91,16 +92,16 @@ def saved_for_backward(cfg: ModelConfig, batch: int) -> int:
     import torch
     model = DeepSparseAutoencoder(cfg, device="meta")
     x = torch.empty(batch, cfg.channels, cfg.input_size, cfg.input_size, device="meta")
-    saved: dict[int, int] = {}
+    saved: dict[int, torch.Tensor] = {}      # by id; holding the tensor keeps its id from being reused
 
     def pack(t):
         if not (t.is_leaf and t.requires_grad):
-            saved[id(t)] = t.numel() * t.element_size()
+            saved[id(t)] = t
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model.objective(x)
-    return sum(saved.values())
+    return sum(t.numel() * t.element_size() for t in saved.values())
 
 
 def parse_bytes(text: str, setting: str) -> int:
@@ -130,25 +131,6 @@ def count(cfg: ModelConfig) -> ModelCount:
     return ModelCount(cfg, stages)
 
 
-def receptive_fields(cfg: ModelConfig) -> list[dict[str, int]]:
-    """Input pixels seen by one unit of each sublayer (width of its field along one axis)."""
-    out, field, jump = [], 1, 1
-    for st in cfg.stages:
-        field += (st.receptive_field - 1) * jump
-        jump *= st.stride
-        filt = field
-        if cfg.kind == "sigmoid":           # no pooling, no LCN
-            out.append({"filter": filt, "pool": filt, "lcn": filt})
-            continue
-        field += (st.pool_size - 1) * jump
-        jump *= st.pool_stride
-        pool = field
-        if cfg.lcn:
-            field += (st.lcn_size - 1) * jump
-        out.append({"filter": filt, "pool": pool, "lcn": field})
-    return out
-
-
 def _human(n: float, unit: str = "") -> str:
     for suffix in ("", "K", "M", "G", "T"):
         if abs(n) < 1000:
@@ -167,7 +149,7 @@ def _bytes(n: int) -> str:
 
 def describe(cfg: ModelConfig, batch: int = 100, optimizer: str = "adagrad", gpu_memory: int | None = None) -> str:
     c = count(cfg)
-    fields = receptive_fields(cfg)
+    fields = [(g.sublayers[0].field, g.sublayers[-1].field) for g in geometry(cfg)]
     lines = [f"input {cfg.input_size}x{cfg.input_size}x{cfg.channels}, {len(c.stages)} stages "
              f"({3 * len(c.stages)} layers), {'tied' if cfg.tied_weights else 'untied'} weights, "
              f"LCN {'on' if cfg.lcn else 'off'}",
@@ -179,7 +161,7 @@ def describe(cfg: ModelConfig, batch: int = 100, optimizer: str = "adagrad", gpu
         m, ho, _ = s.filter_shape
         _, hp, _ = s.pool_shape
         lines.append(f"{k + 1:<6}{f'{hi}x{hi}x{ci}':>14}{f'{ho}x{ho}x{m}':>14}{f'{hp}x{hp}x{m}':>12}"
-                     f"{s.encoder_params:>19,}{s.decoder_params:>16,}{f['filter']:>6}-{f['lcn']:<4}")
+                     f"{s.encoder_params:>19,}{s.decoder_params:>16,}{f[0]:>6}-{f[1]:<4}")
     mem = c.memory(batch, optimizer)
     lines += ["",
               f"encoder connections (W1):     {c.connections:,}",

@@ -7,7 +7,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from catneuron.config import ModelConfig, geometry
+from catneuron.config import ModelConfig
+from catneuron.nn.geometry import geometry
 from catneuron.nn.objective import StageLoss, stage_loss
 from catneuron.nn.stage import Stage, StageOutput
 

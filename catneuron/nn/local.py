@@ -23,14 +23,10 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from catneuron.nn import lc_batched, lc_native, lc_torch
+from catneuron.nn.geometry import output_size
 
 Backend = Literal["auto", "native", "batched", "torch"]
 Precision = Literal["fp32", "tf32", "bf16"]
-
-
-def output_size(in_size: int, receptive_field: int, stride: int) -> int:
-    """Number of filter positions along one axis (no padding)."""
-    return (in_size - receptive_field) // stride + 1
 
 
 def select_kernels(backend: Backend, precision: Precision, *tensors: torch.Tensor):

@@ -24,7 +24,7 @@ def unit_norm_(weight: torch.Tensor) -> None:
 
 
 class Stage(nn.Module):
-    """(N, C, H, W) -> StageOutput; sizes as in ``catneuron.config.geometry``.
+    """(N, C, H, W) -> StageOutput; sizes as in ``catneuron.nn.geometry``.
 
     ``encoder.weight`` is W1 (Ho, Wo, M, r, r, C); ``decoder_weight`` is W2 (same shape; the
     encoder's when weights are tied). With ``kind="sigmoid"`` the stage is the paper's "deep

@@ -10,23 +10,23 @@ standardized there); `describe(index)` names a candidate.
 
 How the network sees a test image (`mode`):
   whole  the image resized to the whole input;
-  field  the image resized to the receptive field of the top sublayer's units (the paper resized
-         its test images "to fit the visible areas of the top neurons") and placed exactly on the
-         field of top units at `placements` x `placements` positions spread over the input (1: the
-         centre), the rest of the input the image's mean colour. Every neuron is scored at every
-         placement; the top units at the placement's location are the ones whose field it is.
+  field  the image resized to the receptive field of the top stage's pooling units (the paper
+         resized its test images "to fit the visible areas of the top neurons") and placed exactly
+         on the field of top units at `placements` x `placements` positions spread over those whose
+         field is inside the input (1: the centre), the rest of the input the image's mean colour.
+         Every neuron is scored at every placement; the top units at the placement's location are
+         the ones whose field it is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from catneuron.config import ModelConfig, geometry
+from catneuron.config import ModelConfig
 from catneuron.data.preprocess import standardize
-from catneuron.nn.accounting import receptive_fields
+from catneuron.nn.geometry import sublayers
 
 
 def _as_float(images: np.ndarray, device=None) -> torch.Tensor:
@@ -37,45 +37,6 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] == size:
         return x
     return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
-
-
-@dataclass
-class Group:
-    name: str          # "stage2/pool"
-    stage: int         # 1-based
-    sublayer: str      # filter | pool | lcn
-    maps: int
-    height: int
-    width: int
-    field: int         # receptive field side in input pixels
-    stride: int        # input pixels between neighbouring units
-
-    @property
-    def size(self) -> int:
-        return self.maps * self.height * self.width
-
-
-def network_groups(cfg: ModelConfig) -> list[Group]:
-    """The sublayers whose units are candidates: filter, pool and LCN of each stage (filter and
-    sigmoid for the sigmoid-autoencoder baseline)."""
-    groups, jump = [], 1
-    for k, (g, st, rf) in enumerate(zip(geometry(cfg), cfg.stages, receptive_fields(cfg))):
-        jump_filter = jump * st.stride
-        groups.append(Group(f"stage{k + 1}/filter", k + 1, "filter", g.maps, g.filter_size, g.filter_size,
-                            rf["filter"], jump_filter))
-        if cfg.kind == "sigmoid":
-            groups.append(Group(f"stage{k + 1}/sigmoid", k + 1, "sigmoid", g.maps, g.filter_size, g.filter_size,
-                                rf["filter"], jump_filter))
-            jump = jump_filter
-            continue
-        jump_pool = jump_filter * st.pool_stride
-        groups.append(Group(f"stage{k + 1}/pool", k + 1, "pool", g.maps, g.pool_size, g.pool_size, rf["pool"],
-                            jump_pool))
-        if cfg.lcn:
-            groups.append(Group(f"stage{k + 1}/lcn", k + 1, "lcn", g.maps, g.pool_size, g.pool_size, rf["lcn"],
-                                jump_pool))
-        jump = jump_pool
-    return groups
 
 
 SUBLAYER_OUTPUT = {"filter": "filtered", "pool": "pooled", "sigmoid": "pooled", "lcn": "normalized"}
@@ -90,19 +51,21 @@ class NetworkDetectors:
                  preprocess: str = "standardize", device=None):
         self.model, self.cfg, self.mode, self.preprocess = model.eval(), cfg, mode, preprocess
         self.device = device or next(model.parameters()).device
-        self.groups = network_groups(cfg)
-        self.units = sum(g.size for g in self.groups)
+        self.groups = sublayers(cfg)      # every unit of every sublayer is a candidate
+        self.units = sum(g.units for g in self.groups)
         S = cfg.input_size
-        top = self.groups[-1]
-        self.field = min(S, top.field)
-        if mode == "whole":
+        # The visible area of a top unit: the field its pooling (or, in sigmoid stages, its filter)
+        # sublayer covers. LCN's normalizing windows reach further (in `small`, past the 64-pixel
+        # input), and only rescale what the pooling units see.
+        top = [g for g in self.groups if g.stage == self.groups[-1].stage and g.kind != "lcn"][-1]
+        inside = top.inside(S)          # top units whose whole field is in the input
+        self.field = top.field if len(inside) else S
+        if mode == "whole" or not len(inside):
             self.positions = [(0, 0)]
         else:
-            # Top-unit fields start at multiples of the top stride; spread the placements over them.
-            steps = (S - self.field) // max(1, top.stride)
-            offsets = [top.stride * k for k in _grid(steps, placements)]
-            centre = [top.stride * (steps // 2)]
-            axis = centre if placements <= 1 else offsets
+            # The placements are fields of top units, spread over those inside the input.
+            picks = [inside[k] for k in _grid(len(inside) - 1, placements)]
+            axis = [top.field_start(i) for i in (picks if placements > 1 else [inside[len(inside) // 2]])]
             self.positions = [(y, x) for y in axis for x in axis]
         self.candidates = self.units * len(self.positions)
 
@@ -125,7 +88,7 @@ class NetworkDetectors:
     def responses(self, x: torch.Tensor) -> torch.Tensor:
         """Network input (N, C, S, S) -> every neuron's response (N, units)."""
         outs = self.model(x.to(self.device))
-        return torch.cat([getattr(outs[g.stage - 1], SUBLAYER_OUTPUT[g.sublayer]).flatten(1) for g in self.groups], 1)
+        return torch.cat([getattr(outs[g.stage - 1], SUBLAYER_OUTPUT[g.kind]).flatten(1) for g in self.groups], 1)
 
     def __call__(self, images: np.ndarray) -> torch.Tensor:
         acts = self.responses(self.canvases(images))
@@ -136,24 +99,24 @@ class NetworkDetectors:
         placement, unit = divmod(int(index), self.units)
         offset = unit
         for g in self.groups:
-            if offset < g.size:
-                m, rest = divmod(offset, g.height * g.width)
-                i, j = divmod(rest, g.width)
+            if offset < g.units:
+                m, rest = divmod(offset, g.size * g.size)
+                i, j = divmod(rest, g.size)
                 y, x = self.positions[placement]
                 return {"detector": f"{g.name} map {m} at ({i},{j})" +
                                     (f", image at ({y},{x})" if self.mode == "field" else ""),
-                        "group": g.name, "stage": g.stage, "sublayer": g.sublayer, "map": m, "i": i, "j": j,
+                        "group": g.name, "stage": g.stage, "sublayer": g.kind, "map": m, "i": i, "j": j,
                         "field": g.field, "placement": [y, x], "unit": unit}
-            offset -= g.size
+            offset -= g.units
         raise IndexError(index)
 
     def group_ranges(self) -> dict[str, list[tuple[int, int]]]:
         """Candidate index ranges of each group (one per placement)."""
         ranges, start = {}, 0
         for g in self.groups:
-            ranges[g.name] = [(p * self.units + start, p * self.units + start + g.size)
+            ranges[g.name] = [(p * self.units + start, p * self.units + start + g.units)
                               for p in range(len(self.positions))]
-            start += g.size
+            start += g.units
         return ranges
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from catneuron.nn.structure import sample_locations, summary
-from catneuron.probe.detectors import network_groups
+from catneuron.nn.geometry import sublayers
 from catneuron.probe.visualize import grid_png
 
 
@@ -42,7 +42,7 @@ def top_patch_tiles(model, stage: int, x: torch.Tensor, per_axis: int = 3, top: 
     """Mean of the `top` input patches that drive each stage-`stage` (1-based) filter unit most.
 
     x: (N, C, S, S) network inputs (a sample of training images, preprocessed)."""
-    group = next(g for g in network_groups(model.cfg) if g.stage == stage and g.sublayer == "filter")
+    group = next(g for g in sublayers(model.cfg) if g.stage == stage and g.kind == "filter")
     h = x
     for k, st in enumerate(model.stages, start=1):
         out = st(h)
@@ -51,11 +51,14 @@ def top_patch_tiles(model, stage: int, x: torch.Tensor, per_axis: int = 3, top: 
             break
         h = out.normalized
     rows, cols = sample_locations(codes.shape[-2:], per_axis)
+    # Fields of border units reach past the image (after LCN): pad with 0, the inputs' mean.
+    pad = max(0, -group.start) + group.field
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     tiles = []
     for i in rows:
         for j in cols:
-            y0, x0 = i * group.stride, j * group.stride
-            patches = x[:, :, y0:y0 + group.field, x0:x0 + group.field]
+            y0, x0 = group.field_start(i) + pad, group.field_start(j) + pad
+            patches = padded[:, :, y0:y0 + group.field, x0:x0 + group.field]
             for m in range(codes.shape[1]):
                 best = codes[:, m, i, j].topk(min(top, len(x))).indices
                 mean = patches[best].mean(0).permute(1, 2, 0)

@@ -4,7 +4,7 @@ turned out of plane (the paper's Figures 4 and 5).
 The faces are placed as in the probe: on the neuron's field (field mode) or over the whole input,
 the rest of the input filled with each image's mean colour. Scale is relative to that field;
 translation is in input pixels. Out-of-plane rotation uses real head turns: the frames of the
-head-pose clips (../shared/datasets/videos/head-pose), each cropped around the head where OpenCV's
+head-pose clips (the `videos/head-pose` set of the data root), each cropped around the head where OpenCV's
 frontal detector finds it in the frames it can, plotted against time; the frames where the frontal
 detector itself fires are marked, so a response that stays up where they stop is rotation
 invariance the detector lacks. ORL's 400 faces (10 small pose changes per person) are compared

@@ -17,10 +17,10 @@ import pytest
 @pytest.mark.parametrize("kind", ["sparse", "sigmoid"])
 def test_candidates_name_the_unit_they_read(kind):
     model, cfg = _tiny()
-    cfg.model.input_size = 28          # room for 2 x 2 placements of the top field
+    cfg.model.input_size = 40          # room for 2 x 2 placements of the top field
     cfg.model.kind = kind
     model = DeepSparseAutoencoder(cfg.model)
-    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 3), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
     det = NetworkDetectors(model, cfg.model, "field", placements=2)
     assert len(det.positions) == 4
     acts = det(images)
