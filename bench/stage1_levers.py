@@ -45,8 +45,9 @@ def main() -> None:
     lam, pre = float(args.get("lam", 0.1)), args.get("pre", "standardize")
     torch.manual_seed(0)
     torch.set_num_threads(2)
-    st_cfg = C.preset("small").model.stages[0]
-    stage = Stage(3, 64, st_cfg.maps, st_cfg.receptive_field, 1, st_cfg.pool_size, 1, st_cfg.lcn_size)
+    model_cfg = C.preset("small").model
+    model_cfg.stages = model_cfg.stages[:1]
+    stage = Stage(model_cfg, 0)
     with torch.no_grad():
         stage.encoder.weight.mul_(enc)
         if dec == "zero":
@@ -62,7 +63,7 @@ def main() -> None:
     for step in range(steps):
         x = to_tensor(data[rng.integers(0, len(data), 100)], pre)
         out = stage(x)
-        loss = stage_loss(x, out.pooled, stage.reconstruct(out))
+        loss = stage_loss(x, out.code, stage.reconstruct(out))
         optimizer.zero_grad()
         (loss.reconstruction + lam * loss.sparsity).backward()
         optimizer.step()

@@ -8,9 +8,8 @@ import torch
 from torch import nn
 
 from catneuron.config import ModelConfig
-from catneuron.nn.geometry import geometry
 from catneuron.nn.objective import StageLoss, stage_loss
-from catneuron.nn.stage import Stage, StageOutput
+from catneuron.nn.stage import SigmoidOutput, StageOutput, make_stage
 
 
 class Objective(NamedTuple):
@@ -28,11 +27,7 @@ class DeepSparseAutoencoder(nn.Module):
     def __init__(self, cfg: ModelConfig, device=None, dtype=None):
         super().__init__()
         self.cfg = cfg
-        self.stages = nn.ModuleList(
-            Stage(g.in_channels, g.in_size, st.maps, st.receptive_field, st.stride, st.pool_size, st.pool_stride,
-                  st.lcn_size, lcn=cfg.lcn, tied_weights=cfg.tied_weights, eps=cfg.eps, lcn_c=cfg.lcn_c,
-                  backend=cfg.backend, precision=cfg.precision, kind=cfg.kind, device=device, dtype=dtype)
-            for g, st in zip(geometry(cfg), cfg.stages))
+        self.stages = nn.ModuleList(make_stage(cfg, k, device, dtype) for k in range(len(cfg.stages)))
         self._initialize()
         self.project_()
 
@@ -44,7 +39,7 @@ class DeepSparseAutoencoder(nn.Module):
             if self.cfg.decoder_init == "zero" and stage.decoder is not None:
                 stage.decoder.weight.zero_()
 
-    def forward(self, x: torch.Tensor) -> list[StageOutput]:
+    def forward(self, x: torch.Tensor) -> list[StageOutput | SigmoidOutput]:
         """All sublayer activations, stage by stage (the probe reads every one of them)."""
         outputs = []
         for stage in self.stages:
@@ -60,7 +55,7 @@ class DeepSparseAutoencoder(nn.Module):
             if not self.cfg.cross_stage_grad:
                 x = x.detach()
             out = stage(x)
-            losses.append(stage_loss(x, out.pooled, stage.reconstruct(out)))
+            losses.append(stage_loss(x, out.code, stage.reconstruct(out)))
             codes.append(out.filtered)
             x = out.normalized
         total = sum(loss.total(self.cfg.sparsity) for loss in losses)

@@ -1,4 +1,13 @@
-"""One stage of the network: locally connected filtering -> L2 pooling -> local contrast normalization."""
+"""One stage of the network, built from the model's config and its index (as nanoGPT's Block(config)):
+
+    Stage          locally connected filtering -> L2 pooling -> local contrast normalization (the paper's)
+    SigmoidStage   filtering + bias -> sigmoid (Table 1's "deep autoencoder" baseline, same connectivity)
+
+Both encode with W1 (``encoder``) and reconstruct their input with W2 (``decoder``, or W1 when
+weights are tied), and their outputs name the same things: ``filtered`` (W1^T x), ``code`` (what
+the sparsity term sums), ``normalized`` (the next stage's input) and ``sublayers`` (every
+sublayer's output by its kind in catneuron.nn.geometry, for the probe).
+"""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -6,15 +15,42 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from catneuron.config import ModelConfig
+from catneuron.nn.geometry import geometry
 from catneuron.nn.lcn import LocalContrastNorm
 from catneuron.nn.local import LocallyConnected2d, LocallyConnectedTranspose2d, locally_connected_transpose
 from catneuron.nn.pool import L2Pool2d
 
 
 class StageOutput(NamedTuple):
-    filtered: torch.Tensor     # (N, M, Ho, Wo)   W1^T x  (+ bias, sigmoid stages)
-    pooled: torch.Tensor       # (N, M, Hp, Wp)   sqrt(eps + H (W1^T x)^2)  (sigmoid stages: the sigmoid)
+    filtered: torch.Tensor     # (N, M, Ho, Wo)   W1^T x
+    pooled: torch.Tensor       # (N, M, Hp, Wp)   sqrt(eps + H (W1^T x)^2)
     normalized: torch.Tensor   # (N, M, Hp, Wp)   LCN(pooled), the input of the next stage
+
+    @property
+    def code(self) -> torch.Tensor:
+        return self.pooled
+
+    @property
+    def sublayers(self) -> dict[str, torch.Tensor]:
+        return {"filter": self.filtered, "pool": self.pooled, "lcn": self.normalized}
+
+
+class SigmoidOutput(NamedTuple):
+    filtered: torch.Tensor     # (N, M, Ho, Wo)   W1^T x + b
+    hidden: torch.Tensor       # (N, M, Ho, Wo)   sigmoid(W1^T x + b): the code and the next stage's input
+
+    @property
+    def code(self) -> torch.Tensor:
+        return self.hidden
+
+    @property
+    def normalized(self) -> torch.Tensor:
+        return self.hidden
+
+    @property
+    def sublayers(self) -> dict[str, torch.Tensor]:
+        return {"filter": self.filtered, "sigmoid": self.hidden}
 
 
 def unit_norm_(weight: torch.Tensor) -> None:
@@ -23,55 +59,29 @@ def unit_norm_(weight: torch.Tensor) -> None:
     weight.div_(norms[..., None, None, None])
 
 
-class Stage(nn.Module):
-    """(N, C, H, W) -> StageOutput; sizes as in ``catneuron.nn.geometry``.
+class _Autoencoding(nn.Module):
+    """Encoder W1 and decoder W2 of stage `index` of a model, and the unit-norm constraint."""
 
-    ``encoder.weight`` is W1 (Ho, Wo, M, r, r, C); ``decoder_weight`` is W2 (same shape; the
-    encoder's when weights are tied). With ``kind="sigmoid"`` the stage is the paper's "deep
-    autoencoder" baseline instead: h = sigmoid(W1^T x + b), reconstruction W2 h + c, no pooling or
-    LCN (``pooled`` and ``normalized`` are both h).
-    """
-
-    def __init__(self, in_channels: int, in_size: int, maps: int, receptive_field: int, stride: int = 1,
-                 pool_size: int = 5, pool_stride: int = 1, lcn_size: int = 5, *, lcn: bool = True,
-                 tied_weights: bool = False, eps: float = 0.01, lcn_c: float = 0.01, backend: str = "auto",
-                 precision: str = "fp32", kind: str = "sparse", device=None, dtype=None):
+    def __init__(self, cfg: ModelConfig, index: int, device=None, dtype=None):
         super().__init__()
-        self.kind = kind
-        self.encoder = LocallyConnected2d(in_channels, maps, in_size, receptive_field, stride, backend, precision,
-                                          device=device, dtype=dtype)
-        self.decoder = None if tied_weights else LocallyConnectedTranspose2d(
-            in_channels, maps, in_size, receptive_field, stride, backend, precision, device=device, dtype=dtype)
-        if kind == "sigmoid":
-            self.hidden_bias = nn.Parameter(torch.zeros(maps, *self.encoder.out_size, device=device, dtype=dtype))
-            self.visible_bias = nn.Parameter(torch.zeros(in_channels, *self.encoder.in_size, device=device,
-                                                         dtype=dtype))
-        else:
-            self.pool = L2Pool2d(pool_size, pool_stride, eps)
-            self.lcn = LocalContrastNorm(lcn_size, lcn_c) if lcn else nn.Identity()
+        st, g = cfg.stages[index], geometry(cfg)[index]
+        layer = dict(in_channels=g.in_channels, out_maps=st.maps, in_size=g.in_size,
+                     receptive_field=st.receptive_field, stride=st.stride, backend=cfg.backend,
+                     precision=cfg.precision, device=device, dtype=dtype)
+        self.encoder = LocallyConnected2d(**layer)
+        self.decoder = None if cfg.tied_weights else LocallyConnectedTranspose2d(**layer)
 
     @property
     def decoder_weight(self) -> torch.Tensor:
+        """W2 (Ho, Wo, M, r, r, C): the decoder's, or the encoder's when weights are tied."""
         return self.encoder.weight if self.decoder is None else self.decoder.weight
 
-    def forward(self, x: torch.Tensor) -> StageOutput:
-        filtered = self.encoder(x)
-        if self.kind == "sigmoid":
-            filtered = filtered + self.hidden_bias
-            h = torch.sigmoid(filtered)
-            return StageOutput(filtered, h, h)
-        pooled = self.pool(filtered)
-        return StageOutput(filtered, pooled, self.lcn(pooled))
-
-    def reconstruct(self, out: StageOutput) -> torch.Tensor:
-        """The decoder on the stage's code: W2 W1^T x, or W2 h + c for sigmoid stages. -> (N, C, H, W)."""
-        code = out.pooled if self.kind == "sigmoid" else out.filtered
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        """W2 applied to a (N, M, Ho, Wo) code -> (N, C, H, W)."""
         if self.decoder is not None:
-            x = self.decoder(code)
-        else:
-            e = self.encoder
-            x = locally_connected_transpose(code, e.weight, e.stride, e.in_size, e.backend, e.precision)
-        return x + self.visible_bias if self.kind == "sigmoid" else x
+            return self.decoder(code)
+        e = self.encoder
+        return locally_connected_transpose(code, e.weight, e.stride, e.in_size, e.backend, e.precision)
 
     @torch.no_grad()
     def project_(self, constraint: str) -> None:
@@ -82,3 +92,42 @@ class Stage(nn.Module):
             unit_norm_(self.decoder.weight)
         if constraint == "decoder" and self.decoder is None:
             unit_norm_(self.encoder.weight)
+
+
+class Stage(_Autoencoding):
+    """(N, C, H, W) -> StageOutput, sizes as in ``catneuron.nn.geometry``; reconstruction W2 W1^T x."""
+
+    def __init__(self, cfg: ModelConfig, index: int, device=None, dtype=None):
+        super().__init__(cfg, index, device, dtype)
+        st = cfg.stages[index]
+        self.pool = L2Pool2d(st.pool_size, st.pool_stride, cfg.eps)
+        self.lcn = LocalContrastNorm(st.lcn_size, cfg.lcn_c) if cfg.lcn else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> StageOutput:
+        filtered = self.encoder(x)
+        pooled = self.pool(filtered)
+        return StageOutput(filtered, pooled, self.lcn(pooled))
+
+    def reconstruct(self, out: StageOutput) -> torch.Tensor:
+        return self.decode(out.filtered)
+
+
+class SigmoidStage(_Autoencoding):
+    """(N, C, H, W) -> SigmoidOutput: h = sigmoid(W1^T x + b); reconstruction W2 h + c. No pooling or LCN."""
+
+    def __init__(self, cfg: ModelConfig, index: int, device=None, dtype=None):
+        super().__init__(cfg, index, device, dtype)
+        e = self.encoder
+        self.hidden_bias = nn.Parameter(torch.zeros(e.out_maps, *e.out_size, device=device, dtype=dtype))
+        self.visible_bias = nn.Parameter(torch.zeros(e.in_channels, *e.in_size, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> SigmoidOutput:
+        filtered = self.encoder(x) + self.hidden_bias
+        return SigmoidOutput(filtered, torch.sigmoid(filtered))
+
+    def reconstruct(self, out: SigmoidOutput) -> torch.Tensor:
+        return self.decode(out.hidden) + self.visible_bias
+
+
+def make_stage(cfg: ModelConfig, index: int, device=None, dtype=None) -> Stage | SigmoidStage:
+    return (SigmoidStage if cfg.kind == "sigmoid" else Stage)(cfg, index, device, dtype)

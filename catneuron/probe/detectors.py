@@ -39,9 +39,6 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
 
 
-SUBLAYER_OUTPUT = {"filter": "filtered", "pool": "pooled", "sigmoid": "pooled", "lcn": "normalized"}
-
-
 def _grid(span: int, n: int) -> list[int]:
     return [0] if n <= 1 or span <= 0 else sorted({round(span * i / (n - 1)) for i in range(n)})
 
@@ -88,7 +85,7 @@ class NetworkDetectors:
     def responses(self, x: torch.Tensor) -> torch.Tensor:
         """Network input (N, C, S, S) -> every neuron's response (N, units)."""
         outs = self.model(x.to(self.device))
-        return torch.cat([getattr(outs[g.stage - 1], SUBLAYER_OUTPUT[g.kind]).flatten(1) for g in self.groups], 1)
+        return torch.cat([outs[g.stage - 1].sublayers[g.kind].flatten(1) for g in self.groups], 1)
 
     def __call__(self, images: np.ndarray) -> torch.Tensor:
         acts = self.responses(self.canvases(images))

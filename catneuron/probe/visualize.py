@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from catneuron.probe.detectors import SUBLAYER_OUTPUT, NetworkDetectors
+from catneuron.probe.detectors import NetworkDetectors
 
 
 def neuron_response(det: NetworkDetectors, candidate: int):
@@ -33,7 +33,7 @@ def neuron_response(det: NetworkDetectors, candidate: int):
         for k, st in enumerate(det.model.stages, start=1):
             out = st(h)
             if k == stage:
-                return getattr(out, SUBLAYER_OUTPUT[sub])[:, m, i, j]
+                return out.sublayers[sub][:, m, i, j]
             h = out.normalized
         raise IndexError(candidate)
     return f

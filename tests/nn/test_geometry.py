@@ -5,9 +5,6 @@ from catneuron.config import ModelConfig, StageConfig
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.nn.geometry import sublayers
 
-OUTPUT = {"filter": "filtered", "pool": "pooled", "sigmoid": "pooled", "lcn": "normalized"}
-
-
 @pytest.mark.parametrize("kind", ["sparse", "sigmoid"])
 def test_every_sublayer_unit_sees_exactly_its_stated_field(kind):
     """The input pixels that move a unit (its gradient's support) are the square of side `field`
@@ -22,12 +19,12 @@ def test_every_sublayer_unit_sees_exactly_its_stated_field(kind):
         assert len(inside) > 0, sub
         i = j = inside[len(inside) // 2]
         x = torch.randn(1, 2, 40, 40, dtype=torch.float64, requires_grad=True)
-        unit = getattr(model(x)[sub.stage - 1], OUTPUT[sub.kind])[0, 0, i, j]
+        unit = model(x)[sub.stage - 1].sublayers[sub.kind][0, 0, i, j]
         (grad,) = torch.autograd.grad(unit, x)
         rows, cols = grad.abs().sum(dim=(0, 1)).nonzero(as_tuple=True)
         assert (rows.min().item(), cols.min().item()) == (sub.field_start(i), sub.field_start(j)), sub
         assert (rows.max() - rows.min() + 1).item() == sub.field == (cols.max() - cols.min() + 1).item(), sub
-        assert getattr(model(x)[sub.stage - 1], OUTPUT[sub.kind]).shape[-1] == sub.size
+        assert model(x)[sub.stage - 1].sublayers[sub.kind].shape[-1] == sub.size
 
 
 def test_units_inside_are_exactly_those_whose_field_fits():

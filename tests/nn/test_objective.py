@@ -11,17 +11,17 @@ from catneuron.nn.stage import Stage
 from tests.nn import reference
 
 
-def _stage(**kw):
-    defaults = dict(in_channels=2, in_size=9, maps=3, receptive_field=4, stride=1, pool_size=3, lcn_size=3,
-                    eps=0.01, backend="torch", dtype=torch.float64)
-    return Stage(**{**defaults, **kw})
+def _stage(in_size=9, receptive_field=4):
+    cfg = ModelConfig(input_size=in_size, channels=2, eps=0.01, backend="torch",
+                      stages=[StageConfig(maps=3, receptive_field=receptive_field, pool_size=3, lcn_size=3)])
+    return Stage(cfg, 0, dtype=torch.float64)
 
 
 def test_stage_objective_equals_formula():
     stage = _stage()
     x = torch.randn(5, 2, 9, 9, dtype=torch.float64)
     out = stage(x)
-    loss = stage_loss(x, out.pooled, stage.reconstruct(out))
+    loss = stage_loss(x, out.code, stage.reconstruct(out))
     W1, W2, lam, eps = stage.encoder.weight, stage.decoder.weight, 0.3, 0.01
     h = reference.locally_connected(x, W1, 1)                                   # W1^T x
     recon = reference.locally_connected_transpose(h, W2, 1, (9, 9))             # W2 W1^T x
@@ -127,7 +127,7 @@ def test_sigmoid_autoencoder_baseline():
     x = torch.randn(6, 3, 20, 20)
     outs = model(x)
     assert [tuple(o.filtered.shape) for o in outs] == [(6, 4, 16, 16), (6, 4, 12, 12), (6, 4, 10, 10)]
-    assert all(torch.equal(o.pooled, torch.sigmoid(o.filtered)) and o.normalized is o.pooled for o in outs)
+    assert all(torch.equal(o.hidden, torch.sigmoid(o.filtered)) and o.normalized is o.hidden for o in outs)
     opt = torch.optim.Adagrad(model.parameters(), lr=0.05)
     first = None
     for _ in range(30):

@@ -29,8 +29,8 @@ def test_candidates_name_the_unit_they_read(kind):
     for candidate in (0, det.units - 1, det.candidates // 2 + 7, det.candidates - 1):
         info = det.describe(candidate)
         stage = outs[info["stage"] - 1]
-        t = {"filter": stage.filtered, "pool": stage.pooled, "sigmoid": stage.pooled,
-             "lcn": stage.normalized}[info["sublayer"]]
+        attribute = {"filter": "filtered", "pool": "pooled", "sigmoid": "hidden", "lcn": "normalized"}
+        t = getattr(stage, attribute[info["sublayer"]])
         placement = det.positions.index(tuple(info["placement"]))
         expected = t.view(3, len(det.positions), *t.shape[1:])[:, placement, info["map"], info["i"], info["j"]]
         torch.testing.assert_close(acts[:, candidate], expected)
