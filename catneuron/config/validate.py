@@ -1,0 +1,74 @@
+"""Checks across settings that their types alone do not express; ConfigError names the setting."""
+from __future__ import annotations
+
+from catneuron.config.schema import Config
+from catneuron.errors import ConfigError
+from catneuron.nn.geometry import geometry
+
+
+CHOICES = {
+    "model.norm_constraint": ("decoder", "encoder", "both", "none"),
+    "model.backend": ("auto", "native", "batched", "torch"),
+    "model.precision": ("fp32", "tf32", "bf16"),
+    "model.kind": ("sparse", "sigmoid"),
+    "model.decoder_init": ("random", "zero"),
+    "data.preprocess": ("standardize", "whiten", "lcn", "none"),
+    "train.optimizer": ("adagrad", "sgd", "adam"),
+    "classify.loss": ("one-vs-all", "softmax"),
+}
+
+
+def validate(cfg: Config) -> Config:
+    m, t = cfg.model, cfg.train
+    if m.input_size < 1:
+        raise ConfigError(f"model.input_size must be >= 1, got {m.input_size}")
+    if m.channels not in (1, 3):       # images are decoded as grey or RGB
+        raise ConfigError(f"model.channels = {m.channels}; expected 1 (grey) or 3 (RGB)")
+    if not m.stages:
+        raise ConfigError("model.stages is empty; expected at least one stage")
+    geometry(m)
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ConfigError(f"{key} = {value!r}; expected one of {', '.join(allowed)}")
+    for key, value, lo in (("model.sparsity", m.sparsity, 0), ("model.eps", m.eps, 0), ("model.lcn_c", m.lcn_c, 0),
+                           ("train.lr", t.lr, 0), ("train.weight_decay", t.weight_decay, 0)):
+        if not value >= lo:
+            raise ConfigError(f"{key} must be >= {lo}, got {value}")
+    if m.backend in ("native", "torch") and m.precision != "fp32":
+        raise ConfigError(f"model.precision = {m.precision!r} needs model.backend = auto or batched "
+                          f"(the {m.backend} kernel computes at fp32)")
+    if not m.encoder_init > 0:
+        raise ConfigError(f"model.encoder_init must be > 0, got {m.encoder_init}")
+    if m.eps <= 0:
+        raise ConfigError(f"model.eps must be > 0 (it keeps the pooling gradient finite), got {m.eps}")
+    for key in ("batch_size", "steps", "checkpoint_every", "log_every"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"train.{key} must be >= 1, got {getattr(t, key)}")
+    if t.threads < 0:
+        raise ConfigError(f"train.threads must be >= 0, got {t.threads}")
+    if cfg.data.workers < 0:
+        raise ConfigError(f"data.workers must be >= 0, got {cfg.data.workers}")
+    p = cfg.probe
+    for mode in p.modes:
+        if mode not in ("whole", "field"):
+            raise ConfigError(f"probe.modes: {mode!r}; expected whole and/or field")
+    for key in ("placements", "batch_size", "kmeans_size"):
+        if getattr(p, key) < 1:
+            raise ConfigError(f"probe.{key} must be >= 1, got {getattr(p, key)}")
+    for key in ("linear_filters", "kmeans_centroids", "kmeans_images", "max_positives"):
+        if getattr(p, key) < 0:
+            raise ConfigError(f"probe.{key} must be >= 0, got {getattr(p, key)}")
+    c = cfg.classify
+    for key in ("head_epochs", "finetune_epochs", "per_class"):
+        if getattr(c, key) < 0:
+            raise ConfigError(f"classify.{key} must be >= 0, got {getattr(c, key)}")
+    for key in ("head_lr", "finetune_lr", "l2"):
+        if not getattr(c, key) >= 0:
+            raise ConfigError(f"classify.{key} must be >= 0, got {getattr(c, key)}")
+    if c.batch_size < 1:
+        raise ConfigError(f"classify.batch_size must be >= 1, got {c.batch_size}")
+    if not (t.device in ("cpu", "cuda", "auto") or t.device.startswith("cuda:")):
+        raise ConfigError(f"train.device = {t.device!r}; expected cpu, cuda, cuda:N or auto")
+    return cfg
