@@ -30,8 +30,6 @@ from catneuron.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-DEMO_STEPS = 700
-
 
 def _train(cfg: C.Config, out: Path, progress: bool) -> None:
     if (out / "model.safetensors").exists():
@@ -43,7 +41,7 @@ def _train(cfg: C.Config, out: Path, progress: bool) -> None:
 
 
 def demo(out: str | Path = "runs/demo", corpus: str | Path = "corpora/default",
-         control: str | Path = "corpora/control", steps: int = DEMO_STEPS, base: C.Config | None = None,
+         control: str | Path = "corpora/control", steps: int = C.DEMO_STEPS, base: C.Config | None = None,
          workers: int = 2, progress: bool = True) -> Path:
     out, corpus, control = Path(out), Path(corpus), Path(control)
     cfg = base or C.preset("small")

@@ -92,7 +92,7 @@ def test_device_flag_then_the_runs_device_where_present_then_auto(monkeypatch):
     import torch
 
     from catneuron import config as C
-    from catneuron.cli import _device
+    from catneuron.cli.common import device as _device
     cfg = C.preset("tiny")
     cfg.train.device = "cuda:1"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -157,10 +157,19 @@ def test_unwritable_out_and_impossible_channels_are_one_line_errors(tmp_path, ca
 
 
 def test_ctrl_c_before_training_starts_exits_130_without_a_traceback(monkeypatch, capsys):
-    from catneuron import cli
+    from catneuron.cli import train
 
     def interrupted(args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "cmd_info", interrupted)
+    monkeypatch.setattr(train, "cmd_info", interrupted)
     assert main(["info"]) == 130
     assert capsys.readouterr().err.strip() == "catneuron: interrupted"
+
+
+def test_help_and_info_do_not_import_torch():
+    """`catneuron --help` printed after seconds of imports (torch, the probe, the trainer)."""
+    code = ("import sys; from catneuron.cli import parser; parser().format_help(); "
+            "print('torch' in sys.modules, 'catneuron.probe.run' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.stdout.split() == ["False", "False"], proc.stderr

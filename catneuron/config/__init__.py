@@ -13,10 +13,11 @@ Config files (--config) are JSON or TOML with the same nested keys as ``to_dict`
 not give keep the preset's values.
 """
 from catneuron.config.parse import apply_overrides, from_dict, load_file
-from catneuron.config.presets import PRESETS, preset
+from catneuron.config.presets import DEMO_STEPS, PRESETS, preset
 from catneuron.config.schema import (ClassifyConfig, Config, DataConfig, ModelConfig, ProbeConfig, StageConfig,
                                      TrainConfig)
 from catneuron.config.validate import CHOICES, validate
 
-__all__ = ["CHOICES", "PRESETS", "ClassifyConfig", "Config", "DataConfig", "ModelConfig", "ProbeConfig",
-           "StageConfig", "TrainConfig", "apply_overrides", "from_dict", "load_file", "preset", "validate"]
+__all__ = ["CHOICES", "DEMO_STEPS", "PRESETS", "ClassifyConfig", "Config", "DataConfig", "ModelConfig",
+           "ProbeConfig", "StageConfig", "TrainConfig", "apply_overrides", "from_dict", "load_file", "preset",
+           "validate"]

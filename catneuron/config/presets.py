@@ -47,6 +47,10 @@ def _tiny() -> Config:
                   train=TrainConfig(batch_size=20, steps=200, lr=0.02, checkpoint_every=50))
 
 
+# Training steps per network of `catneuron demo`: its three trainings, probe and pictures take under
+# 30 minutes on 2 CPU cores at this budget (docs/RESULTS.md).
+DEMO_STEPS = 700
+
 PRESETS = {"paper": _paper, "small": _small, "tiny": _tiny}
 
 

@@ -1,0 +1,51 @@
+"""The ``catneuron`` command line: one module per command group, each command's arguments beside
+its handler (train.py: info, train, bench, demo; data.py; probe.py: probe, visualize, report;
+classify.py). Handlers import what they need when they run, so ``--help`` and ``info`` start fast.
+
+Every command takes ``--preset``, ``--config FILE`` (JSON/TOML) and ``--set key=value`` overrides,
+applied in that order. User errors, and files that cannot be read or written, print one line
+(``catneuron: error: ...``) and exit with 2; an interrupted command exits with 128 + the signal
+(130 for Ctrl-C, 143 for SIGTERM), as shells expect, so ``&&`` chains stop.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from catneuron.cli import classify, data, probe, train
+from catneuron.errors import CatneuronError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="catneuron", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (train.add_info, train.add_train, train.add_bench, data.add_data, probe.add_probe,
+                probe.add_visualize, classify.add_classify, probe.add_report, train.add_demo):
+        add(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from catneuron.runtime import keep_freed_memory
+    try:
+        args = parser().parse_args(argv)
+        keep_freed_memory()
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s" if args.verbose else "catneuron: %(message)s")
+        return args.func(args) or 0
+    except CatneuronError as err:
+        return _error(str(err))
+    except OSError as err:       # unwritable --out, a full disk, a file gone: the file and the reason
+        where = f"{err.filename}: " if err.filename else ""
+        return _error(f"{where}{err.strerror or err}")
+    except KeyboardInterrupt:    # a second Ctrl-C, or one before training installed its handler
+        print("catneuron: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _error(message: str) -> int:
+    print(f"catneuron: error: {message}", file=sys.stderr)
+    return 2

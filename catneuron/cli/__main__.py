@@ -1,0 +1,5 @@
+import sys
+
+from catneuron.cli import main
+
+sys.exit(main())

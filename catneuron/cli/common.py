@@ -1,0 +1,71 @@
+"""What every command shares: the configuration flags, the run's own settings, the device."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from catneuron import config as C
+from catneuron.errors import CatneuronError
+
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (default: the run's train.device where this machine has it, else auto)"
+
+
+def config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
+    p.add_argument("--preset", default=None, choices=sorted(C.PRESETS),
+                   help=f"named configuration to start from (default: {default_preset}, or the one in --config)")
+    p.add_argument("--config", help="JSON or TOML file of settings, applied over the preset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set train.lr=0.02 --set model.stages.*.maps=16")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+
+
+def build_config(args, default_preset: str, base: C.Config | None = None) -> C.Config:
+    """Preset (or `base`), then --config, then flags and --set overrides."""
+    if base is None and args.config and not args.preset:
+        cfg = C.load_file(args.config)          # the file names its own preset
+    else:
+        cfg = base or C.preset(args.preset or default_preset)
+        if args.config:
+            cfg = C.load_file(args.config, cfg)
+    overrides = list(args.overrides)
+    for flag, key in (("steps", "train.steps"), ("batch_size", "train.batch_size"), ("device", "train.device"),
+                      ("seed", "train.seed"), ("threads", "train.threads")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if getattr(args, "data", None):
+        overrides.append("data.train=" + ",".join(args.data))
+    return C.validate(C.apply_overrides(cfg, overrides))
+
+
+def run_config(args) -> C.Config:
+    """The run's own settings (as trained), then this command line's --config and --set."""
+    path = Path(args.run) / "config.json"
+    if not path.exists():
+        raise CatneuronError(f"{args.run}: not a run directory (no config.json)")
+    return build_config(args, "small", C.load_file(path))
+
+
+def device(args, cfg: C.Config | None) -> str:
+    """--device; else the run's own train.device where this machine has it; else auto."""
+    from catneuron.train.trainer import resolve_device
+    if getattr(args, "device", None) or cfg is None:
+        return str(resolve_device(getattr(args, "device", None) or "auto"))
+    import torch
+    if cfg.train.device.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger("catneuron").info("the run was set up for %s, which this machine lacks: using the CPU",
+                                            cfg.train.device)
+        return "cpu"
+    return str(resolve_device(cfg.train.device))
+
+
+def pairs(items: list[str], flag: str) -> dict[str, str]:
+    """NAME=PATH items of a repeated flag."""
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise CatneuronError(f"{flag} {item}: expected NAME=RUN_DIRECTORY, e.g. control=runs/control")
+        out[name] = path
+    return out

@@ -1,0 +1,68 @@
+"""`catneuron probe`, `visualize` and `report`: which neurons became detectors, and what they look like."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from catneuron.cli.common import DEVICE_HELP, config_args, device, pairs, run_config
+
+
+def add_probe(sub) -> None:
+    p = sub.add_parser("probe", help="score every neuron of a trained run as a face/cat/body detector, against the "
+                                     "paper's baselines")
+    config_args(p, "small")
+    p.add_argument("run", help="run directory (from catneuron train)")
+    p.add_argument("--compare", action="append", default=[], metavar="NAME=RUN",
+                   help="another trained run to score alike, e.g. control=runs/control or nolcn=runs/nolcn")
+    p.add_argument("--positives", nargs="+", help="positive images (shards, folders, named sets) instead of the "
+                                                  "default test sets")
+    p.add_argument("--negatives", nargs="+", help="distractors to go with --positives")
+    p.add_argument("--force", action="store_true", help="score again what the probe has cached")
+    p.add_argument("--device", help=DEVICE_HELP)
+    p.set_defaults(func=cmd_probe)
+
+
+def cmd_probe(args) -> None:
+    from catneuron.probe.report import table_rows
+    from catneuron.probe.run import probe
+    cfg = run_config(args)
+    results = probe(args.run, cfg, pairs(args.compare, "--compare"), args.positives, args.negatives,
+                    device=device(args, cfg), force=args.force, progress=not args.no_progress)
+    for name, task in results["tasks"].items():
+        print(f"\n{name}: {task['set']['positives']:,} positives, {task['set']['negatives']:,} distractors")
+        for label, _, paper, held in table_rows(task):
+            heldout = f"   held-out {100 * held['accuracy']:5.1f} %" if held else ""
+            print(f"  {label:<62} {100 * paper['accuracy']:5.1f} %{heldout}   AUC {paper['auc']:.3f}")
+    print(f"\nresults: {Path(args.run) / 'probe' / 'results.json'}")
+
+
+def add_visualize(sub) -> None:
+    p = sub.add_parser("visualize", help="histograms, top stimuli, optimal stimuli, invariance curves and the "
+                                         "concept scan of the best neurons")
+    config_args(p, "small")
+    p.add_argument("run")
+    p.add_argument("--steps", type=int, default=200, help="gradient steps for the optimal stimulus")
+    p.add_argument("--no-concepts", action="store_true", help="skip the concept scan")
+    p.add_argument("--positives", nargs="+")
+    p.add_argument("--negatives", nargs="+")
+    p.add_argument("--device", help=DEVICE_HELP)
+    p.set_defaults(func=cmd_visualize)
+
+
+def cmd_visualize(args) -> None:
+    from catneuron.probe.pictures import visualize
+    cfg = run_config(args)
+    out = visualize(args.run, cfg, steps=args.steps, concepts=not args.no_concepts,
+                    positives=args.positives, negatives=args.negatives, device=device(args, cfg))
+    print(f"pictures of {len(out['tasks'])} neurons in {Path(args.run) / 'probe' / 'pictures'}")
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="one self-contained HTML page of the probe's results")
+    p.add_argument("run")
+    p.add_argument("--out", help="output file (default RUN/report.html)")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> None:
+    from catneuron.probe.report import report
+    print(f"report: {report(args.run, args.out)}")
