@@ -33,6 +33,11 @@ def replacing(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def safe_name(name: str) -> str:
+    """`name` usable as a file name: spaces and slashes become underscores ("cat faces" -> "cat_faces")."""
+    return name.replace(" ", "_").replace("/", "_")
+
+
 def write_text(path: str | Path, text: str) -> None:
     with replacing(path) as tmp:
         tmp.write_text(text)

@@ -22,21 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from catneuron.config import ModelConfig
 from catneuron.data.preprocess import standardize
 from catneuron.nn.geometry import sublayers
-
-
-def _as_float(images: np.ndarray, device=None) -> torch.Tensor:
-    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    if x.shape[-1] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+from catneuron.probe.testsets import as_float, place, resize
 
 
 def _grid(span: int, n: int) -> list[int]:
@@ -68,18 +58,12 @@ class NetworkDetectors:
 
     def canvases(self, images: np.ndarray) -> torch.Tensor:
         """(B, S, S, C) uint8 -> (B * placements, C, S, S) network input, on the network's device."""
-        x = _as_float(images, self.device)
+        x = as_float(images, self.device)
         S = self.cfg.input_size
         if self.mode == "whole":
             return standardize(resize(x, S), self.preprocess)
-        small = resize(x, self.field)
-        fill = x.mean(dim=(2, 3), keepdim=True)
-        out = []
-        for y, x0 in self.positions:
-            canvas = fill.expand(-1, -1, S, S).clone()
-            canvas[:, :, y:y + self.field, x0:x0 + self.field] = small
-            out.append(canvas)
-        return standardize(torch.stack(out, 1).flatten(0, 1), self.preprocess)
+        placed = [place(x, S, self.field, y, x0) for y, x0 in self.positions]
+        return standardize(torch.stack(placed, 1).flatten(0, 1), self.preprocess)
 
     @torch.no_grad()
     def responses(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +125,7 @@ class LinearFilterDetectors:
             S = images[k].shape[0]
             y, x = rng.integers(0, S - size + 1, size=2) if S > size else (0, 0)
             patches.append(images[k][y:y + size, x:x + size])
-        p = standardize(_as_float(np.stack(patches)), preprocess)
+        p = standardize(as_float(np.stack(patches)), preprocess)
         p = p / p.flatten(1).norm(dim=1).clamp_min(1e-8)[:, None, None, None]
         return cls(p, size, preprocess, [sources[k] for k in order])
 
@@ -151,7 +135,7 @@ class LinearFilterDetectors:
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> torch.Tensor:
-        x = standardize(resize(_as_float(images, self.filters.device), self.size), self.preprocess).flatten(1)
+        x = standardize(resize(as_float(images, self.filters.device), self.size), self.preprocess).flatten(1)
         return x @ self.filters.T
 
     def describe(self, index: int) -> dict:
@@ -181,7 +165,7 @@ class CentroidDetectors:
     @classmethod
     def fit(cls, images: np.ndarray, k: int, size: int, seed: int = 0, preprocess: str = "standardize"):
         from sklearn.cluster import MiniBatchKMeans
-        x = standardize(resize(_as_float(images), size), preprocess).flatten(1).numpy()
+        x = standardize(resize(as_float(images), size), preprocess).flatten(1).numpy()
         km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=4096, n_init=3).fit(x)
         return cls(torch.from_numpy(km.cluster_centers_).float(), size, preprocess)
 
@@ -191,7 +175,7 @@ class CentroidDetectors:
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> torch.Tensor:
-        x = standardize(resize(_as_float(images, self.centroids.device), self.size), self.preprocess).flatten(1)
+        x = standardize(resize(as_float(images, self.centroids.device), self.size), self.preprocess).flatten(1)
         return 2 * x @ self.centroids.T - self.sq[None, :] - (x ** 2).sum(1, keepdim=True)
 
     def describe(self, index: int) -> dict:

@@ -93,10 +93,10 @@ def training_curves_png(rows: list[dict]) -> bytes | None:
     """metrics.jsonl rows -> one figure: per stage, relative reconstruction error, filter structure
     (encoder and decoder, with the initialization's value dashed), distance of W1 from its
     initialization, and the codes' kurtosis, against images seen."""
-    from catneuron.probe.visualize import _pyplot, png
+    from catneuron.probe.visualize import png, pyplot
     if not rows or not any("stage1/structure" in r for r in rows):
         return None
-    plt = _pyplot()
+    plt = pyplot()
     stages = sorted({int(k[5:k.index("/")]) for r in rows for k in r if k.startswith("stage") and "/" in k})
     panels = [("relative_reconstruction", "reconstruction error / input energy"),
               ("structure", "W1 structure (spectral concentration)"),

@@ -19,27 +19,17 @@ import torch
 
 from catneuron.data.images import fit_inside
 from catneuron.data.preprocess import standardize
-from catneuron.probe.detectors import NetworkDetectors, resize
-from catneuron.probe.visualize import curve_png, neuron_response, png, _pyplot
-
-
-def _canvas(img: torch.Tensor, S: int, size: int, top: int, left: int) -> torch.Tensor:
-    """(C, H, W) in [0,1] resized to size x size with its top-left corner at (top, left) of an S x S
-    canvas filled with its mean colour (parts outside the canvas are cut)."""
-    small = resize(img[None], max(1, size))[0]
-    out = img.mean(dim=(1, 2), keepdim=True).expand(-1, S, S).clone()
-    y0, x0 = max(0, top), max(0, left)
-    y1, x1 = min(S, top + size), min(S, left + size)
-    if y1 > y0 and x1 > x0:
-        out[:, y0:y1, x0:x1] = small[:, y0 - top:y1 - top, x0 - left:x1 - left]
-    return out
+from catneuron.probe.detectors import NetworkDetectors
+from catneuron.probe.optvis import unit
+from catneuron.probe.testsets import as_float, place
+from catneuron.probe.visualize import curve_png, png, pyplot
 
 
 class Probe:
     """Responses of one neuron to faces placed at a chosen scale and offset on its field."""
 
     def __init__(self, det: NetworkDetectors, candidate: int, preprocess: str = "standardize"):
-        self.det, self.f, self.preprocess = det, neuron_response(det, candidate), preprocess
+        self.det, self.f, self.preprocess = det, unit(det, candidate), preprocess
         info = det.describe(candidate)
         self.S = det.cfg.input_size
         self.field = det.field if det.mode == "field" else self.S
@@ -47,11 +37,10 @@ class Probe:
 
     @torch.no_grad()
     def responses(self, images: np.ndarray, scale: float = 1.0, dy: int = 0, dx: int = 0) -> np.ndarray:
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
         size = round(scale * self.field)
         centre_y, centre_x = self.top + self.field / 2, self.left + self.field / 2
         top, left = round(centre_y - size / 2) + dy, round(centre_x - size / 2) + dx
-        canvases = torch.stack([_canvas(img, self.S, size, top, left) for img in x])
+        canvases = place(as_float(images, self.det.device), self.S, size, top, left)
         return self.f(standardize(canvases, self.preprocess)).cpu().numpy()
 
 
@@ -102,7 +91,7 @@ def head_turn_frames(folder: Path, size: int) -> dict[str, dict]:
 
 
 def rotation_png(probe: Probe, clips: dict[str, dict]) -> tuple[bytes, dict]:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.0))
     data = {}
     for name, clip in clips.items():
@@ -121,7 +110,7 @@ def rotation_png(probe: Probe, clips: dict[str, dict]) -> tuple[bytes, dict]:
 
 
 def orl_png(probe: Probe, orl: np.ndarray, faces: np.ndarray, distractors: np.ndarray) -> tuple[bytes, dict]:
-    plt = _pyplot()
+    plt = pyplot()
     groups = {"test faces": probe.responses(faces), "ORL faces (pose changes)": probe.responses(orl),
               "distractors": probe.responses(distractors)}
     fig, ax = plt.subplots(figsize=(4.5, 3.0))

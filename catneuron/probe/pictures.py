@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from catneuron.config import Config
-from catneuron.files import replacing, write_json
+from catneuron.files import replacing, safe_name, write_json
 from catneuron.data.sources import data_root, iter_records, resolve_all
 from catneuron.data.images import decode, fit_inside
 from catneuron.data.preprocess import to_tensor
@@ -29,9 +29,9 @@ from catneuron.nn.structure import summary as structure_summary
 from catneuron.probe.filters import galleries, training_curves_png
 from catneuron.probe.invariance import Probe, curves_pngs, head_turn_frames, orl_png, rotation_png, \
     scale_translation_curves
-from catneuron.probe.run import _safe, tasks_of, training_sample
-from catneuron.probe.visualize import grid_png, histogram_png, input_norm, neuron_response, optimal_stimulus, \
-    to_image
+from catneuron.probe.optvis import blur, input_norm, jitter, optimal_stimulus, unit
+from catneuron.probe.run import tasks_of, training_sample
+from catneuron.probe.visualize import grid_png, histogram_png, to_image
 from catneuron.train.checkpoint import load_model
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
         candidate = best["unit"] + det.units * det.positions.index(tuple(best["placement"]))
         ts = testsets.build(task, S, C, cfg.data.root, cfg.probe.seed,
                             max_positives=cfg.probe.max_positives or None)
-        responses = np.load(run / "probe" / "stages" / f"{_safe(task.name)}__{key}.npz")[str(candidate)]
-        name = _safe(task.name)
+        responses = np.load(run / "probe" / "stages" / f"{safe_name(task.name)}__{key}.npz")[str(candidate)]
+        name = safe_name(task.name)
         pics = {"neuron": best, "mode": mode}
         pics["histogram"] = _write(folder, f"{name}-histogram", histogram_png(
             responses[ts.labels], responses[~ts.labels], f"{best['detector']}: {100 * best['accuracy']:.1f} %",
@@ -93,7 +93,7 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
         pics["top_stimuli"] = _write(folder, f"{name}-top48", grid_png(
             [ts.images[i] for i in order], 8, f"top 48 test stimuli ({int(ts.labels[order].sum())} positives)"))
         pics["top_positive_fraction"] = float(ts.labels[order].mean())
-        f = neuron_response(det, candidate)
+        f = unit(det, candidate)
         norm = input_norm(det, ts.images[:200])
         # Plain ascent from a random start and from the top test stimulus (the better is kept: the
         # response is not concave, and a random start may end in a poorer local optimum); the
@@ -101,7 +101,8 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
         top_input = det.canvases(ts.images[order[:1]])[det.positions.index(tuple(best["placement"]))]
         plain = max((optimal_stimulus(f, (C, S, S), steps=steps, seed=cfg.probe.seed, norm=norm, start=start)
                      for start in (None, top_input)), key=lambda o: o.response)
-        regularized = optimal_stimulus(f, (C, S, S), steps=steps, seed=cfg.probe.seed, regularize=True, norm=norm)
+        regularized = optimal_stimulus(f, (C, S, S), steps=steps, seed=cfg.probe.seed, transforms=[jitter(2)],
+                                       after_step=[blur(0.5)], norm=norm)
         stimuli = [(to_image(o.image), o) for o in (plain, regularized)]
         pics["optimal"] = _write(folder, f"{name}-optimal", grid_png(
             [s for s, _ in stimuli], 2, "optimal stimulus: plain / regularized (jitter, blur)", scale=2.2))

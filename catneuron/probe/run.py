@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from catneuron.config import Config
-from catneuron.files import replacing, write_json
+from catneuron.files import replacing, safe_name, write_json
 from catneuron.data.images import decode, fit_square
 from catneuron.data.sources import count_records, iter_records, resolve_all
 from catneuron.errors import DataError
@@ -219,48 +219,57 @@ def _cached_stage(path: Path) -> dict | None:
         return None
 
 
-def _safe(name: str) -> str:
-    return name.replace(" ", "_").replace("/", "_")
-
-
 def probe(run: str | Path, cfg: Config | None = None, compare: dict[str, str] | None = None,
           positives: list[str] | None = None, negatives: list[str] | None = None, device="cpu",
           progress: bool = True, force: bool = False) -> dict:
-    """Score the run and its baselines on every test set; writes RUN/probe/results.json."""
+    """Score the run and its baselines on every test set; writes RUN/probe/results.json.
+
+    1. the run's network (its own model settings, whatever the command line says);
+    2. the detector sets: the network per mode, random weights, linear filters, K-means, compared runs;
+    3. per task, the test set (built once, cached by its sources' files);
+    4. per (task, detector set), the scores: read back from RUN/probe/stages when their signature
+       matches, else scored (two passes over the set) and written there;
+    5. everything, with config and code version, in results.json.
+    """
     run = Path(run)
-    model, run_cfg = load_model(run, device)
+    model, run_cfg = load_model(run, device)                                       # 1
     cfg = cfg or run_cfg
-    cfg.model, cfg.train = run_cfg.model, run_cfg.train        # the network is the run's, whatever the flags
+    cfg.model, cfg.train = run_cfg.model, run_cfg.train
     stages = run / "probe" / "stages"
     stages.mkdir(parents=True, exist_ok=True)
     compare_paths = {k: Path(v) for k, v in (compare or {}).items()}
-    sets = detector_sets(run, model, cfg, compare_paths, device)
+    sets = detector_sets(run, model, cfg, compare_paths, device)                   # 2
     results = {"run": str(run), "code_version": code_version(), "config": cfg.to_dict(),
                "compare": {k: str(v) for k, v in compare_paths.items()}, "tasks": {}}
     for task in tasks_of(cfg, positives, negatives):
         ts = testsets.build(task, cfg.model.input_size, cfg.model.channels, cfg.data.root, cfg.probe.seed,
-                            max_positives=cfg.probe.max_positives or None)
+                            max_positives=cfg.probe.max_positives or None)        # 3
         log.info("%s", ts.describe())
         entry = {"set": {**ts.meta, "positives": int(ts.labels.sum()), "negatives": int((~ts.labels).sum()),
                          "all_negative": ts.all_negative, "validation": int(ts.val.sum())}, "detectors": {}}
-        for d in sets:
-            path = stages / f"{_safe(task.name)}__{d.key}.json"
-            signature = json.loads(json.dumps({**d.signature, "test_set": ts.meta, "size": len(ts.labels)}))
-            cached = None if force else _cached_stage(path)
-            if cached is not None and cached.get("signature") == signature:
-                entry["detectors"][d.key] = cached
-                continue
-            start = time.perf_counter()
-            res, responses = score(d.make(), ts, cfg.probe.batch_size, progress, f"{task.name}: {d.label}")
-            res.update({"label": d.label, "kind": d.kind, "seconds": round(time.perf_counter() - start, 1),
-                        "signature": signature})
-            with replacing(path.with_suffix(".npz"), suffix=".tmp.npz") as tmp:
-                np.savez(tmp, **responses)
-            write_json(path, res)
-            entry["detectors"][d.key] = res
-            log.info("%s, %s: best %.1f %% (held-out %.1f %%, AUC %.3f) in %.0f s", task.name, d.label,
-                     100 * res["paper"]["accuracy"], 100 * res["heldout"]["accuracy"], res["paper"]["auc"],
-                     res["seconds"])
+        for d in sets:                                                             # 4
+            entry["detectors"][d.key] = _scored(d, task, ts, stages / f"{safe_name(task.name)}__{d.key}.json",
+                                                cfg.probe.batch_size, force, progress)
         results["tasks"][task.name] = entry
-    write_json(run / "probe" / "results.json", results)
+    write_json(run / "probe" / "results.json", results)                            # 5
     return results
+
+
+def _scored(d: Detectors, task: testsets.Task, ts: testsets.TestSet, path: Path, batch_size: int, force: bool,
+            progress: bool) -> dict:
+    """The scores of one detector set on one test set: cached at `path` (and the selected
+    candidates' responses beside it, .npz) under a signature of everything they depend on."""
+    signature = json.loads(json.dumps({**d.signature, "test_set": ts.meta, "size": len(ts.labels)}))
+    cached = None if force else _cached_stage(path)
+    if cached is not None and cached.get("signature") == signature:
+        return cached
+    start = time.perf_counter()
+    res, responses = score(d.make(), ts, batch_size, progress, f"{task.name}: {d.label}")
+    res.update({"label": d.label, "kind": d.kind, "seconds": round(time.perf_counter() - start, 1),
+                "signature": signature})
+    with replacing(path.with_suffix(".npz"), suffix=".tmp.npz") as tmp:
+        np.savez(tmp, **responses)
+    write_json(path, res)
+    log.info("%s, %s: best %.1f %% (held-out %.1f %%, AUC %.3f) in %.0f s", task.name, d.label,
+             100 * res["paper"]["accuracy"], 100 * res["heldout"]["accuracy"], res["paper"]["auc"], res["seconds"])
+    return res

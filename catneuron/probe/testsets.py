@@ -5,7 +5,9 @@ its cat and body tests the same ratio. We build each test set at that ratio from
 hold (all of the scarcer side, a seeded subset of the other), split it in halves (validation, to
 select a neuron and its threshold, and held-out test, to report), and store every image letterboxed
 into a square (aspect kept, the rest its mean colour) at the model's input size. Built sets are
-cached (keyed by sources, sizes, seed) in $CATNEURON_CACHE/testsets.
+cached (keyed by the sources' files, sizes, seed) in $CATNEURON_CACHE/testsets. `place` puts a test
+image on the network's input canvas at a size and position (the probe's field mode, the invariance
+curves).
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from catneuron.data.images import decode, fit_inside
 from catneuron.data.sources import data_root, iter_records, resolve_all
@@ -65,6 +69,31 @@ class TestSet:
         return (f"{self.name}: {p:,} positives + {len(self.labels) - p:,} distractors "
                 f"(all-negative {100 * self.all_negative:.1f} %), {int(self.val.sum()):,} for validation"
                 + (f"; {skipped:,} unreadable images skipped" if skipped else ""))
+
+
+def as_float(images: np.ndarray, device=None) -> torch.Tensor:
+    """uint8 (B, H, W, C) -> float (B, C, H, W) in [0, 1] on `device` (crossing to it as uint8)."""
+    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, W) in [0, 1] -> (B, C, size, size), bicubic with antialiasing."""
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+
+
+def place(x: torch.Tensor, canvas: int, size: int, top: int, left: int) -> torch.Tensor:
+    """How a test image meets a network input smaller or larger than itself: (B, C, H, W) in [0, 1]
+    resized to size x size with its top-left corner at (top, left) of a canvas x canvas input filled
+    with each image's mean colour; what falls outside the canvas is cut."""
+    small = resize(x, max(1, size))
+    out = x.mean(dim=(2, 3), keepdim=True).expand(-1, -1, canvas, canvas).clone()
+    y0, x0 = max(0, top), max(0, left)
+    y1, x1 = min(canvas, top + size), min(canvas, left + size)
+    if y1 > y0 and x1 > x0:
+        out[:, :, y0:y1, x0:x1] = small[:, :, y0 - top:y1 - top, x0 - left:x1 - left]
+    return out
 
 
 def _cache_dir() -> Path:
