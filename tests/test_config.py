@@ -9,8 +9,13 @@ from catneuron.nn.geometry import geometry
 
 
 @pytest.mark.parametrize("name", sorted(C.PRESETS))
-def test_presets_validate(name):
-    C.validate(C.preset(name))
+def test_presets_validate_and_survive_a_round_trip_through_json(name, tmp_path):
+    cfg = C.preset(name)
+    assert C.validate(cfg) is cfg and cfg.preset == name
+    path = tmp_path / "config.json"
+    path.write_text(cfg.to_json())
+    assert C.load_file(path).to_dict() == cfg.to_dict()
+    assert geometry(cfg.model)[-1].pool_size >= 1          # every stage fits its input
 
 
 def test_paper_counts_match_hand_computation():

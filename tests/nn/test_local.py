@@ -122,10 +122,13 @@ def test_native_results_do_not_depend_on_thread_count():
             assert torch.equal(a, b)
 
 
-def test_decoder_layer_reconstructs_shape():
-    dec = LocallyConnectedTranspose2d(3, 4, 12, 5, 2)
-    h = torch.randn(2, 4, *dec.out_size)
-    assert dec(h).shape == (2, 3, 12, 12)
+def test_decoder_layer_is_the_transpose_of_its_geometry():
+    """12 - 5 is odd at stride 2: the last input row and column are covered by no filter and stay 0."""
+    dec = LocallyConnectedTranspose2d(3, 4, 12, 5, 2, dtype=torch.float64)
+    h = torch.randn(2, 4, *dec.out_size, dtype=torch.float64)
+    out = dec(h)
+    torch.testing.assert_close(out, reference.locally_connected_transpose(h, dec.weight.detach(), 2, (12, 12)))
+    assert out.shape == (2, 3, 12, 12) and out[:, :, 11].abs().sum() == 0 and out[:, :, :, 11].abs().sum() == 0
 
 
 @pytest.mark.parametrize("kwargs, message", [

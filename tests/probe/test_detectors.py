@@ -37,15 +37,34 @@ def test_candidates_name_the_unit_they_read(kind):
         assert info["unit"] == candidate % det.units
 
 
-def test_field_mode_places_the_image_on_the_top_field():
+def test_field_mode_lands_exactly_on_the_field_of_a_top_unit():
+    """The image, resized to the top pooling units' field, covers exactly the field of one top unit:
+    the canvas holds it there and the image's mean colour elsewhere, and that unit's response moves
+    with every pixel of the placed image and with none outside it."""
+    from catneuron.nn.geometry import sublayers
+    from catneuron.probe.testsets import as_float, resize
     model, cfg = _tiny()
+    cfg.model.input_size = 40
+    model = DeepSparseAutoencoder(cfg.model, dtype=torch.float64)
     det = NetworkDetectors(model, cfg.model, "field", placements=1, preprocess="none")
-    assert det.field == 20 - 1 or det.field <= 20           # the top units' field fits the 20-pixel input
-    img = np.zeros((1, 20, 20, 3), np.uint8)
-    img[0, :, :10] = 255                                     # left half white
-    canvas = det.canvases(img)[0]
-    y, x = det.positions[0]
-    assert canvas.shape == (3, 20, 20) and canvas[:, y, x].max() > 0.9
+    top = [s for s in sublayers(cfg.model) if s.stage == 3 and s.kind == "pool"][0]
+    assert det.field == top.field
+    (y, x), = det.positions
+    i, j = (y - top.start) // top.jump, (x - top.start) // top.jump
+    assert (top.field_start(i), top.field_start(j)) == (y, x) and i in top.inside(40)
+    img = np.random.default_rng(0).integers(0, 256, (1, 30, 30, 3), dtype=np.uint8)
+    canvas = det.canvases(img)[0].double()
+    placed = resize(as_float(img), det.field)[0].double()
+    torch.testing.assert_close(canvas[:, y:y + det.field, x:x + det.field], placed)
+    outside = torch.ones(40, 40, dtype=torch.bool)
+    outside[y:y + det.field, x:x + det.field] = False
+    fill = as_float(img)[0].double().mean(dim=(1, 2))
+    torch.testing.assert_close(canvas[:, outside], fill[:, None].expand(-1, int(outside.sum())))
+    x_in = canvas[None].clone().requires_grad_()
+    response = model(x_in)[2].pooled[0, 0, i, j]
+    (grad,) = torch.autograd.grad(response, x_in)
+    moved = grad[0].abs().sum(0) > 0
+    assert moved[~outside].all() and not moved[outside].any()
 
 
 def test_distractors_get_the_letterbox_of_the_positives(tmp_path):
