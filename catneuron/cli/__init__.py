@@ -23,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
     for add in (train.add_info, train.add_train, train.add_bench, data.add_data, probe.add_probe,
-                probe.add_visualize, classify.add_classify, probe.add_report, train.add_demo):
+                probe.add_visualize, probe.add_explore, classify.add_classify, probe.add_report, train.add_demo):
         add(sub)
     return p
 

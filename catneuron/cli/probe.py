@@ -56,6 +56,26 @@ def cmd_visualize(args) -> None:
     print(f"pictures of {len(out['tasks'])} neurons in {Path(args.run) / 'probe' / 'pictures'}")
 
 
+def add_explore(sub) -> None:
+    p = sub.add_parser("explore", help="a local web page to browse every unit of a probed run (docs/explore.md)")
+    config_args(p, "small")
+    p.add_argument("run")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="interface to serve on (default 127.0.0.1: this machine "
+                                                       "only; 0.0.0.0 exposes the page to the network)")
+    p.add_argument("--device", help=DEVICE_HELP)
+    p.set_defaults(func=cmd_explore)
+
+
+def cmd_explore(args) -> None:
+    from catneuron.explore import RunView, create_app
+    import threading
+    view = RunView(args.run, device(args, run_config(args)))
+    threading.Thread(target=view.warm, daemon=True, name="explore-warm").start()
+    print(f"exploring {args.run} at http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    create_app(view).run(host=args.host, port=args.port, threaded=True)
+
+
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="one self-contained HTML page of the probe's results")
     p.add_argument("run")

@@ -108,6 +108,14 @@ class Stage(_Autoencoding):
         pooled = self.pool(filtered)
         return StageOutput(filtered, pooled, self.lcn(pooled))
 
+    def sublayer(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+        """One sublayer's output ("filter", "pool" or "lcn"), computing nothing above it."""
+        filtered = self.encoder(x)
+        if kind == "filter":
+            return filtered
+        pooled = self.pool(filtered)
+        return pooled if kind == "pool" else self.lcn(pooled)
+
     def reconstruct(self, out: StageOutput) -> torch.Tensor:
         return self.decode(out.filtered)
 
@@ -124,6 +132,10 @@ class SigmoidStage(_Autoencoding):
     def forward(self, x: torch.Tensor) -> SigmoidOutput:
         filtered = self.encoder(x) + self.hidden_bias
         return SigmoidOutput(filtered, torch.sigmoid(filtered))
+
+    def sublayer(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+        """One sublayer's output ("filter" or "sigmoid")."""
+        return self(x).sublayers[kind]
 
     def reconstruct(self, out: SigmoidOutput) -> torch.Tensor:
         return self.decode(out.hidden) + self.visible_bias

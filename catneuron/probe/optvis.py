@@ -55,14 +55,11 @@ class Objective:
 
 
 def _sublayer(det: NetworkDetectors, stage: int, sublayer: str, x: torch.Tensor) -> torch.Tensor:
-    """The output of one sublayer of the detectors' network on input x, running only the stages below it."""
-    h = x
-    for k, st in enumerate(det.model.stages, start=1):
-        out = st(h.to(det.device))
-        if k == stage:
-            return out.sublayers[sublayer]
-        h = out.normalized
-    raise IndexError(f"stage {stage}")
+    """The output of one sublayer of the detectors' network on input x, computing nothing above it."""
+    h = x.to(det.device)
+    for st in det.model.stages[:stage - 1]:
+        h = st(h).normalized
+    return det.model.stages[stage - 1].sublayer(h, sublayer)
 
 
 def unit(det: NetworkDetectors, candidate: int) -> Objective:

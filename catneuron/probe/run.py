@@ -50,7 +50,9 @@ def _batches(n: int, size: int):
 
 
 def score(det, ts: testsets.TestSet, batch_size: int = 100, progress: bool = True, desc: str = "") -> tuple[dict, dict]:
-    """Score every candidate of `det` on `ts`; returns (results, responses of the selected candidates)."""
+    """Score every candidate of `det` on `ts`; returns (results, arrays): the responses of the selected
+    candidates (by candidate id) and every candidate's paper-protocol accuracy and AUC ("_accuracy",
+    "_auc", for the explorer's unit table)."""
     n, labels = len(ts.labels), torch.from_numpy(ts.labels)
     # Class ids: validation negative/positive = 0/1, held-out negative/positive = 2/3.
     ids = torch.from_numpy(ts.labels.astype(np.int64) + 2 * (~ts.val))
@@ -97,7 +99,7 @@ def score(det, ts: testsets.TestSet, batch_size: int = 100, progress: bool = Tru
         "groups": {name: {"paper": paper(picks[f"{name}|paper"]), "heldout": heldout(picks[f"{name}|heldout"])}
                    for name in ranges},
     }
-    return results, {str(c): column[c] for c in chosen}
+    return results, {**{str(c): column[c] for c in chosen}, "_accuracy": fs.accuracy.numpy(), "_auc": fs.auc.numpy()}
 
 
 @dataclass

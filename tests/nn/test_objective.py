@@ -168,3 +168,12 @@ def test_joint_training_across_stages_is_stable_on_tiny():
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-10:]) < 0.7 * sum(losses[:10])
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("kind", ["sparse", "sigmoid"])
+def test_a_stage_computes_one_sublayer_alone_as_in_its_full_output(kind):
+    model = _tiny(kind=kind)
+    x = torch.randn(3, 3, 20, 20)
+    out = model.stages[0](x)
+    for name, value in out.sublayers.items():
+        torch.testing.assert_close(model.stages[0].sublayer(x, name), value)

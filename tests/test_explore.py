@@ -1,0 +1,132 @@
+"""The neuron explorer, served on a loopback port and driven through its pages."""
+import json
+import re
+import shutil
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from html import unescape
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from catneuron import config as C
+from catneuron.errors import CatneuronError
+from catneuron.probe.run import probe
+from catneuron.train.trainer import Trainer
+from tests.data.helpers import random_images, write_shards
+
+pytest.importorskip("flask")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, datasets):
+    from werkzeug.serving import make_server
+
+    from catneuron.explore import RunView, create_app
+    root = tmp_path_factory.mktemp("explore")
+    write_shards(root / "data" / "set", random_images(60, size=24), per_shard=30)
+    cfg = C.preset("tiny")
+    cfg.data.train, cfg.train.steps = [str(root / "data")], 10
+    Trainer(cfg, root / "run", progress=False).run()
+    cfg = C.apply_overrides(C.load_file(root / "run" / "config.json"),
+                            ['probe.tasks=["faces","bodies"]', "probe.max_positives=40", "probe.linear_filters=20",
+                             "probe.kmeans_centroids=0", 'probe.modes=["whole"]'])
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CATNEURON_CACHE", str(root / "cache"))
+        probe(root / "run", cfg, progress=False)
+        httpd = make_server("127.0.0.1", 0, create_app(RunView(root / "run")), threaded=True)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{httpd.server_port}", root / "run"
+        httpd.shutdown()
+
+
+def _get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=120) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def _units(page: str):
+    """(candidate, stage, sublayer, accuracy, auc) rows of the unit table."""
+    return [(int(c), int(s), k, float(a), float(u)) for c, s, k, a, u in re.findall(
+        r"<tr><td><a href='/unit/[^']+/(\d+)'>\d+</a></td><td>(\d+)</td><td>(\w+)</td><td>\d+</td><td>\(\d+,\d+\)</td>"
+        r"<td>([\d.]+)</td><td>([\d.]+)</td></tr>", page)]
+
+
+def test_overview_shows_table_1_and_a_sortable_filterable_unit_table(server):
+    base, run = server
+    status, body = _get(base + "/")
+    page = body.decode()
+    assert status == 200 and "faces: best single detectors" in page and "same architecture, random weights" in page
+    rows = _units(page)
+    assert len(rows) == 100 and [r[3] for r in rows] == sorted((r[3] for r in rows), reverse=True)
+    best = json.loads((run / "probe" / "results.json").read_text())["tasks"]["faces"]["detectors"]["trained-whole"]
+    assert rows[0][3] == pytest.approx(100 * best["paper"]["accuracy"], abs=0.051)   # the paper's best unit on top
+    status, body = _get(base + "/?task=bodies&set=random-whole&stage=3&sublayer=pool&sort=auc")
+    rows = _units(body.decode())
+    assert status == 200 and rows and all(r[1] == 3 and r[2] == "pool" for r in rows)
+    assert [r[4] for r in rows] == sorted((r[4] for r in rows), reverse=True)
+
+
+def test_a_unit_page_shows_its_scores_everywhere_and_its_pictures(server):
+    base, run = server
+    status, body = _get(base + "/unit/faces/trained-whole/7")
+    page = unescape(body.decode())
+    assert status == 200 and "unit 7: stage1/filter map 0 at (0,7)" in page
+    assert len(re.findall(r"<tr><td style=text-align:left>(faces|bodies)</td>", page)) == 4   # 2 sets x 2 tasks
+    from catneuron.explore import PICTURES
+    assert all(f"{p}: computing…" in page for p in PICTURES)        # until each picture arrives
+    for what in PICTURES:
+        status, png = _get(f"{base}/unit/faces/trained-whole/7/{what}.png")
+        assert status == 200 and png.startswith(b"\x89PNG"), what
+        assert (run / "probe" / "explore" / "faces" / "trained-whole" / f"7-{what}.png").read_bytes() == png
+
+
+@pytest.mark.parametrize("path, message", [
+    ("/unit/faces/trained-whole/99999999", "unit 99999999 is out of range: trained-whole has units 0 to"),
+    ("/unit/cats/trained-whole/1", "no test set &#x27;cats&#x27;"),
+    ("/unit/faces/linear/1", "no network detector set &#x27;linear&#x27;"),
+    ("/unit/faces/trained-whole/1/nothing.png", "no picture"),
+    ("/?task=nothing", "no test set &#x27;nothing&#x27;"),
+    ("/no/such/page", "no such page"),
+])
+def test_bad_input_gets_a_clear_page(server, path, message):
+    status, body = _get(server[0] + path)
+    assert status == 404 and message in body.decode() and "Traceback" not in body.decode()
+
+
+def test_an_unprobed_run_is_one_clear_error(tmp_path):
+    from catneuron.explore import RunView
+    with pytest.raises(CatneuronError, match="probe/results.json: not found; run `catneuron probe"):
+        RunView(tmp_path)
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="no headless Chromium")
+def test_chromium_goes_from_the_overview_to_a_unit_page_and_back(server, tmp_path):
+    base, _ = server
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+
+    def dom(url):
+        return subprocess.run(["chromium", *flags, "--dump-dom", url], capture_output=True, text=True,
+                              timeout=180).stdout
+
+    overview = dom(base + "/?task=faces")
+    first = re.search(r'href="(/unit/faces/trained-whole/\d+)"', overview).group(1)
+    unit = dom(base + first)
+    assert "Scores (the same unit in every network detector set)" in unit and 'id="scores"' in unit
+    # every picture was drawn: its "computing…" caption removed by its onload, none left by an error
+    assert unit.count("<img") == 8 and re.findall(r"<figcaption[^>]*>([^<]*)<", unit) == []
+    back = re.search(r'<a href="([^"]+)" id="back">', unit).group(1)
+    assert "Units of trained-whole on faces" in dom(base + unescape(back))
+    shot = tmp_path / "unit.png"
+    subprocess.run(["chromium", *flags, "--window-size=1100,900", f"--screenshot={shot}", base + first],
+                   capture_output=True, timeout=180)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (900, 1100) and pixels.std() > 20
