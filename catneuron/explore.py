@@ -60,6 +60,7 @@ class RunView:
         self._recent: dict[tuple, np.ndarray] = {}     # the last units' responses: their pictures share them
         self._corpus: np.ndarray | None = None
         self._concepts = None
+        self._structure: dict[tuple[str, int], np.ndarray] = {}
 
     def tasks(self) -> list[str]:
         return list(self.results["tasks"])
@@ -68,6 +69,15 @@ class RunView:
         """Network detector sets of a task (the ones whose units have pages)."""
         dets = self.results["tasks"][task]["detectors"]
         return [k for k, d in dets.items() if d.get("kind") == "network"]
+
+    def structure(self, key: str, stage: int) -> np.ndarray:
+        """Structure score (nn.structure: spectral concentration; white noise 0.23) of every filter of
+        a stage's encoder, (Ho, Wo, M), for the filtering units' column of the unit table."""
+        from catneuron.nn.structure import spectral_concentration
+        if (key, stage) not in self._structure:
+            w = self.detectors(key).model.stages[stage - 1].encoder.weight.detach().cpu()
+            self._structure[key, stage] = spectral_concentration(w).numpy()
+        return self._structure[key, stage]
 
     def scores(self, task: str, key: str) -> dict[str, np.ndarray] | None:
         path = self.run / "probe" / "stages" / f"{safe_name(task)}__{key}.npz"
@@ -328,12 +338,19 @@ def unit_table(view: RunView, task: str, key: str, args) -> str:
         keep &= kind_of[per_unit] == args["sublayer"].strip()
     order = candidates[keep][np.argsort(-scores["auc" if args.get("sort") == "auc" else "accuracy"][keep],
                                         kind="stable")][:int(args.get("limit", 100))]
+    def structure(c) -> str:           # of the unit's own filter; pooling and LCN units have none
+        if kind_of[per_unit[c]] != "filter":
+            return ""
+        return f"{view.structure(key, int(stage_of[per_unit[c]]))[i[c], j[c], m[c]]:.2f}"
+
     rows = "".join(f"<tr><td><a href='{_unit_url(task, key, int(c))}'>{c}</a></td><td>{stage_of[per_unit[c]]}</td>"
                    f"<td>{kind_of[per_unit[c]]}</td><td>{m[c]}</td><td>({i[c]},{j[c]})</td>"
-                   f"<td>{100 * scores['accuracy'][c]:.1f}</td><td>{scores['auc'][c]:.3f}</td></tr>" for c in order)
+                   f"<td>{100 * scores['accuracy'][c]:.1f}</td><td>{scores['auc'][c]:.3f}</td><td>{structure(c)}</td>"
+                   f"</tr>" for c in order)
     return (f"<h2>Units of {html.escape(key)} on {html.escape(task)}</h2>{form}<p class=note>{int(keep.sum()):,} "
-            f"units match; the first {len(order)} shown.</p><table id=units><tr><th>unit</th><th>stage</th>"
-            f"<th>sublayer</th><th>map</th><th>location</th><th>accuracy %</th><th>AUC</th></tr>{rows}</table>")
+            f"units match; the first {len(order)} shown. Structure: of a filtering unit's filter (white noise "
+            f"0.23).</p><table id=units><tr><th>unit</th><th>stage</th><th>sublayer</th><th>map</th><th>location</th>"
+            f"<th>accuracy %</th><th>AUC</th><th>structure</th></tr>{rows}</table>")
 
 
 def unit_page(view: RunView, task: str, key: str, candidate: int) -> str:
@@ -351,8 +368,8 @@ def unit_page(view: RunView, task: str, key: str, candidate: int) -> str:
             s = view.scores(t, k)
             if s is not None and candidate < len(s["accuracy"]):
                 rows.append(f"<tr><td style=text-align:left>{html.escape(t)}</td><td style=text-align:left>"
-                            f"{html.escape(k)}</td><td>{100 * s['accuracy'][candidate]:.1f}</td>"
-                            f"<td>{s['auc'][candidate]:.3f}</td></tr>")
+                            f"<a href='{_unit_url(t, k, candidate)}'>{html.escape(k)}</a></td>"
+                            f"<td>{100 * s['accuracy'][candidate]:.1f}</td><td>{s['auc'][candidate]:.3f}</td></tr>")
     # Each picture shows "computing…" until the server has drawn it (seconds the first time).
     pictures = "".join(f"<figure><img src='{_unit_url(task, key, candidate)}/{p}.png' alt='{p}' "
                        f"onload=\"this.nextElementSibling.remove()\" onerror=\"this.nextElementSibling.textContent="

@@ -56,7 +56,7 @@ def _units(page: str):
     """(candidate, stage, sublayer, accuracy, auc) rows of the unit table."""
     return [(int(c), int(s), k, float(a), float(u)) for c, s, k, a, u in re.findall(
         r"<tr><td><a href='/unit/[^']+/(\d+)'>\d+</a></td><td>(\d+)</td><td>(\w+)</td><td>\d+</td><td>\(\d+,\d+\)</td>"
-        r"<td>([\d.]+)</td><td>([\d.]+)</td></tr>", page)]
+        r"<td>([\d.]+)</td><td>([\d.]+)</td><td>[\d.]*</td></tr>", page)]
 
 
 def test_overview_shows_table_1_and_a_sortable_filterable_unit_table(server):
@@ -68,6 +68,15 @@ def test_overview_shows_table_1_and_a_sortable_filterable_unit_table(server):
     assert len(rows) == 100 and [r[3] for r in rows] == sorted((r[3] for r in rows), reverse=True)
     best = json.loads((run / "probe" / "results.json").read_text())["tasks"]["faces"]["detectors"]["trained-whole"]
     assert rows[0][3] == pytest.approx(100 * best["paper"]["accuracy"], abs=0.051)   # the paper's best unit on top
+    from catneuron.nn.structure import spectral_concentration
+    filters = re.findall(r"<td>(\d)</td><td>filter</td><td>(\d+)</td><td>\((\d+),(\d+)\)</td><td>[\d.]+</td>"
+                         r"<td>[\d.]+</td><td>([\d.]+)</td>", page)
+    assert filters                       # the structure of a listed filtering unit, against its weights
+    from catneuron.train.checkpoint import load_model
+    model, _ = load_model(run)
+    stage, m, i, j, shown = filters[0]
+    weight = model.stages[int(stage) - 1].encoder.weight.detach()[int(i), int(j), int(m)]
+    assert float(shown) == pytest.approx(float(spectral_concentration(weight)), abs=0.006)
     status, body = _get(base + "/?task=bodies&set=random-whole&stage=3&sublayer=pool&sort=auc")
     rows = _units(body.decode())
     assert status == 200 and rows and all(r[1] == 3 and r[2] == "pool" for r in rows)
@@ -80,6 +89,7 @@ def test_a_unit_page_shows_its_scores_everywhere_and_its_pictures(server):
     page = unescape(body.decode())
     assert status == 200 and "unit 7: stage1/filter map 0 at (0,7)" in page
     assert len(re.findall(r"<tr><td style=text-align:left>(faces|bodies)</td>", page)) == 4   # 2 sets x 2 tasks
+    assert "<a href='/unit/bodies/random-whole/7'>random-whole</a>" in page    # the same unit elsewhere
     from catneuron.explore import PICTURES
     assert all(f"{p}: computing…" in page for p in PICTURES)        # until each picture arrives
     for what in PICTURES:
