@@ -51,6 +51,8 @@ class RunView:
         if not path.exists():
             raise CatneuronError(f"{path}: not found; run `catneuron probe {self.run}` first")
         self.results = json.loads(path.read_text())
+        from catneuron import config as C
+        self.cfg = C.from_dict(self.results["config"])     # the probe's settings, the run's network
         self.device = device
         self.cache = self.run / "probe" / "explore"
         self._lock = threading.Lock()           # one computation at a time: they share the model
@@ -101,16 +103,13 @@ class RunView:
     def _corpus_sample(self) -> np.ndarray:
         if self._corpus is None:
             from catneuron.probe.run import training_sample
-            from catneuron import config as C
-            cfg = C.from_dict(self.results["config"])
-            self._corpus = training_sample(cfg, CORPUS_SAMPLE, cfg.probe.seed + 3)[0]
+            self._corpus = training_sample(self.cfg, CORPUS_SAMPLE, self.cfg.probe.seed + 3)[0]
         return self._corpus
 
     def _concept_images(self):
         if self._concepts is None:
             from catneuron.probe.concepts import load_concepts
-            from catneuron import config as C
-            cfg = C.from_dict(self.results["config"])
+            cfg = self.cfg
             self._concepts = load_concepts(cfg.model.input_size, cfg.data.root, seed=cfg.probe.seed,
                                            per_class=CONCEPT_IMAGES)
         return self._concepts
@@ -124,9 +123,8 @@ class RunView:
         if key not in self._networks:
             from catneuron.probe.run import detector_sets
             from catneuron.train.checkpoint import load_model
-            from catneuron import config as C
             model, cfg = load_model(self.run, self.device)
-            cfg.probe = C.from_dict({"probe": self.results["config"]["probe"]}).probe
+            cfg.probe = self.cfg.probe
             compare = {k: Path(v) for k, v in self.results.get("compare", {}).items()}
             by_key = {d.key: d for d in detector_sets(self.run, model, cfg, compare, self.device)}
             if key not in by_key:
@@ -143,8 +141,7 @@ class RunView:
     def _build_test_set(self, task: str):
         from catneuron.probe import testsets
         from catneuron.probe.run import tasks_of
-        from catneuron import config as C
-        cfg = C.from_dict(self.results["config"])
+        cfg = self.cfg
         meta = self.results["tasks"][task]["set"]
         known = {t.name: t for t in tasks_of(cfg, None, None)}
         t = known.get(task) or testsets.Task(task, tuple(meta["positives"]), tuple(meta["negatives"]))
@@ -164,18 +161,11 @@ class RunView:
         return data
 
     def _responses(self, task: str, key: str, candidate: int):
-        import torch
-        from catneuron.probe.optvis import unit
         det, ts = self.detectors(key), self.test_set(task)
         if (task, key, candidate) not in self._recent:
-            f = unit(det, candidate % det.units)
-            placement = candidate // det.units
-            with torch.no_grad():
-                r = np.concatenate([f(det.canvases(ts.images[s:s + 200])[placement::len(det.positions)]).cpu().numpy()
-                                    for s in range(0, len(ts.labels), 200)])
             if len(self._recent) >= 32:
                 self._recent.pop(next(iter(self._recent)))
-            self._recent[task, key, candidate] = r
+            self._recent[task, key, candidate] = unit_responses(det, candidate, ts.images)
         return det, ts, self._recent[task, key, candidate]
 
     def _draw(self, task: str, key: str, candidate: int, what: str) -> bytes:
@@ -189,13 +179,8 @@ class RunView:
             return grid_png([ts.images[k] for k in order], 8,
                             f"16 strongest test images ({int(ts.labels[order].sum())} positives)")
         if what == "corpus":
-            import torch
-            from catneuron.probe.optvis import unit
-            det, corpus = self.detectors(key), self._corpus_sample()
-            f = unit(det, candidate % det.units)
-            with torch.no_grad():
-                r = np.concatenate([f(det.canvases(corpus[s:s + 200])[candidate // det.units::len(det.positions)])
-                                    .cpu().numpy() for s in range(0, len(corpus), 200)])
+            corpus = self._corpus_sample()
+            r = unit_responses(self.detectors(key), candidate, corpus)
             return grid_png([corpus[k] for k in np.argsort(-r)[:16]], 8,
                             f"16 strongest of {len(corpus):,} training images")
         if what == "concepts":
@@ -206,10 +191,9 @@ class RunView:
             positives = ts.images[ts.labels][:10]
             return curves_pngs(scale_translation_curves(Probe(det, candidate, det.preprocess), positives))[what]
         if what == "optimal":
-            from catneuron.probe.optvis import input_norm, optimal_stimulus, unit
+            from catneuron.probe.optvis import blur, input_norm, jitter, optimal_stimulus, unit
             det, ts = self.detectors(key), self.test_set(task)
             S, C = det.cfg.input_size, det.cfg.channels
-            from catneuron.probe.optvis import blur, jitter
             f, norm = unit(det, candidate % det.units), input_norm(det, ts.images[:100])
             plain = optimal_stimulus(f, (C, S, S), steps=60, norm=norm)
             regular = optimal_stimulus(f, (C, S, S), steps=60, norm=norm, transforms=[jitter(2)], after_step=[blur(0.5)])
@@ -234,17 +218,11 @@ class RunView:
     def _concept_png(self, key: str, candidate: int) -> bytes:
         """AUC of "this concept vs all the others" for the concepts the unit responds to most."""
         import torch
-        from catneuron.probe.optvis import unit
+        from catneuron.probe.concepts import concept_aucs
         from catneuron.probe.visualize import pyplot, png
-        det, data = self.detectors(key), self._concept_images()
-        f = unit(det, candidate % det.units)
-        with torch.no_grad():
-            r = np.concatenate([f(det.canvases(data.images[s:s + 200])[candidate // det.units::len(det.positions)])
-                                .cpu().numpy() for s in range(0, len(data.images), 200)])
-        ranks = np.empty(len(r))
-        ranks[np.argsort(r, kind="stable")] = np.arange(1, len(r) + 1)
-        n = np.bincount(data.concept, minlength=len(data.names)).astype(float)
-        auc = (np.bincount(data.concept, ranks, len(data.names)) - n * (n + 1) / 2) / np.maximum(n * (len(r) - n), 1)
+        data = self._concept_images()
+        r = unit_responses(self.detectors(key), candidate, data.images)
+        auc = concept_aucs(torch.from_numpy(r)[:, None], data.concept, len(data.names))[:, 0].numpy()
         best = np.argsort(-auc)[:15][::-1]
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(5, 4))
@@ -254,6 +232,18 @@ class RunView:
         ax.set_xlabel("AUC, this concept vs all others")
         ax.set_title(f"concepts ({len(data.names)}, {len(r):,} images)")
         return png(fig)
+
+
+def unit_responses(det, candidate: int, images: np.ndarray, batch_size: int = 200) -> np.ndarray:
+    """One candidate's responses (N,) to uint8 images (N, S, S, C), placed as its detector set places
+    them, computing only the sublayers up to the candidate's."""
+    import torch
+    from catneuron.probe.optvis import unit
+    f = unit(det, candidate % det.units)
+    placement, placements = candidate // det.units, len(det.positions)
+    with torch.no_grad():
+        return np.concatenate([f(det.canvases(images[s:s + batch_size])[placement::placements]).cpu().numpy()
+                               for s in range(0, len(images), batch_size)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,8 +307,7 @@ def unit_table(view: RunView, task: str, key: str, args) -> str:
                 f"--force</code>.</p>")
     det_groups = view.results["tasks"][task]["detectors"][key]["groups"]
     from catneuron.nn.geometry import sublayers
-    from catneuron import config as C
-    subs = sublayers(C.from_dict(view.results["config"]).model)
+    subs = sublayers(view.cfg.model)
     if [s.name for s in subs] != list(det_groups):          # a compared run with another architecture
         subs = [s for s in subs if s.name in det_groups]
     units = sum(s.units for s in subs)

@@ -70,6 +70,18 @@ def load_concepts(size: int, root: str | None = None, per_set: int = 500, seed: 
     return ConceptImages(np.stack(images), np.asarray(concept), names)
 
 
+def concept_aucs(acts: torch.Tensor, concept: np.ndarray, concepts: int) -> torch.Tensor:
+    """(N, U) responses of U units to N images of the given concepts -> (concepts, U): for each
+    concept and unit, the ROC AUC of "this concept vs all the others", from rank sums."""
+    N, U = acts.shape
+    ranks = torch.empty_like(acts, dtype=torch.float32)
+    ranks.scatter_(0, acts.argsort(0), torch.arange(1, N + 1, dtype=torch.float32)[:, None].expand(N, U).contiguous())
+    labels = torch.from_numpy(concept)
+    rank_sums = torch.zeros(concepts, U).index_add_(0, labels, ranks)
+    n = torch.bincount(labels, minlength=concepts).float()[:, None]
+    return (rank_sums - n * (n + 1) / 2) / (n * (N - n)).clamp_min(1)
+
+
 def scan(det: NetworkDetectors, data: ConceptImages, groups: list[str] | None = None, batch_size: int = 100,
          top: int = 5) -> dict:
     """AUC of every (concept, neuron) for the neurons of `groups` (whole-input mode)."""
@@ -79,13 +91,8 @@ def scan(det: NetworkDetectors, data: ConceptImages, groups: list[str] | None = 
     acts = torch.cat([det(data.images[s:s + batch_size])[:, cols].cpu()
                       for s in range(0, len(data.images), batch_size)])
     N, U = acts.shape
-    ranks = torch.empty_like(acts, dtype=torch.float32)
-    ranks.scatter_(0, acts.argsort(0), torch.arange(1, N + 1, dtype=torch.float32)[:, None].expand(N, U).contiguous())
-    concept = torch.from_numpy(data.concept)
     C = len(data.names)
-    rank_sums = torch.zeros(C, U).index_add_(0, concept, ranks)
-    n = torch.bincount(concept, minlength=C).float()[:, None]
-    auc = (rank_sums - n * (n + 1) / 2) / (n * (N - n)).clamp_min(1)           # (C, U)
+    auc = concept_aucs(acts, data.concept, C)
     best = auc.topk(min(top, U), dim=1)
     per_concept = {data.names[c]: [{**det.describe(int(cols[u])), "auc": float(a)}
                                    for a, u in zip(best.values[c], best.indices[c])] for c in range(C)}
