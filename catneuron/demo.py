@@ -3,9 +3,10 @@
   1. the default corpus (Tiny ImageNet + 2 % face crops) and its face-free control corpus;
   2. three `small` networks with the same budget: the network itself, the same on the control
      corpus, and the same without LCN (the paper's two training controls);
-  3. the probe (faces — LFW, the paper's test —, tight UTKFace face crops, cat faces, bodies vs
-     distractors, with random-weight, linear-filter, K-means, first-layer, no-LCN and control
-     baselines), the pictures (filter galleries and training curves included) and the HTML report.
+  3. the probe (faces — LFW faces in scenes, the paper's test —, the aligned LFW crops, cat faces,
+     bodies vs distractors, with random-weight, linear-filter, K-means, first-layer, no-LCN and
+     control baselines and each test's calibration), the pictures (filter galleries and training
+     curves included) and the HTML report.
 
 Every step is skipped when its output exists (a killed demo resumes; training resumes from its
 checkpoint). The budget is set in steps (`--steps`, per network); at the default the demo takes
@@ -74,7 +75,7 @@ def demo(out: str | Path = "runs/demo", corpus: str | Path = "corpora/default",
 
     t = time.perf_counter()
     probe_cfg = C.apply_overrides(C.load_file(runs["main"] / "config.json"),
-                                  ['probe.tasks=["faces","faces-200","cat faces","bodies"]', "probe.modes=whole",
+                                  ['probe.tasks=["faces","faces-aligned","cat faces","bodies"]', "probe.modes=whole",
                                    "probe.max_positives=2000", "probe.linear_filters=5000",
                                    "probe.kmeans_centroids=300", "probe.kmeans_images=10000"])
     probe(runs["main"], probe_cfg, {"control": str(runs["control"]), "nolcn": str(runs["nolcn"])},

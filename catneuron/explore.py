@@ -140,11 +140,9 @@ class RunView:
 
     def _build_test_set(self, task: str):
         from catneuron.probe import testsets
-        from catneuron.probe.run import tasks_of
         cfg = self.cfg
         meta = self.results["tasks"][task]["set"]
-        known = {t.name: t for t in tasks_of(cfg, None, None)}
-        t = known.get(task) or testsets.Task(task, tuple(meta["positives"]), tuple(meta["negatives"]))
+        t = testsets.BY_NAME.get(task) or testsets.Task(task, tuple(meta["positives"]), tuple(meta["negatives"]))
         return testsets.build(t, cfg.model.input_size, cfg.model.channels, cfg.data.root, cfg.probe.seed,
                               max_positives=cfg.probe.max_positives or None)
 

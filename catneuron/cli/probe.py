@@ -22,6 +22,7 @@ def add_probe(sub) -> None:
 
 
 def cmd_probe(args) -> None:
+    from catneuron.probe import calibration
     from catneuron.probe.report import table_rows
     from catneuron.probe.run import probe
     cfg = run_config(args)
@@ -32,6 +33,10 @@ def cmd_probe(args) -> None:
         for label, _, paper, held in table_rows(task):
             heldout = f"   held-out {100 * held['accuracy']:5.1f} %" if held else ""
             print(f"  {label:<62} {100 * paper['accuracy']:5.1f} %{heldout}   AUC {paper['auc']:.3f}")
+        print(f"  what this test can show ({task['set'].get('construction', 'letterbox')}):")
+        for label, value, ref, met in calibration.rows(task):
+            verdict = "" if met is None else ("  met" if met else "  NOT MET")
+            print(f"    {label:<72} {100 * value:5.1f} %   {ref}{verdict}")
     print(f"\nresults: {Path(args.run) / 'probe' / 'results.json'}")
 
 

@@ -4,7 +4,7 @@
     LinearFilterDetectors image patches from the training corpus used as linear filters
     CentroidDetectors     K-means centroids of downsampled training images (minus squared distance)
 
-All take uint8 (B, S, S, C) test images (letterboxed squares, see testsets.py) and return float
+All take uint8 (B, S, S, C) test images (squares at the input size, see testsets.py) and return float
 (B, candidates) on their device (the images travel there as uint8 and are resized and
 standardized there); `describe(index)` names a candidate.
 

@@ -86,6 +86,9 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
         responses = np.load(run / "probe" / "stages" / f"{safe_name(task.name)}__{key}.npz")[str(candidate)]
         name = safe_name(task.name)
         pics = {"neuron": best, "mode": mode}
+        pics["samples"] = _write(folder, f"{name}-samples", grid_png(
+            list(ts.images[testsets.sample_indices(ts, 32, cfg.probe.seed)]), 8,
+            f"{task.name} ({task.construction}): 32 positives, then 32 distractors"))
         pics["histogram"] = _write(folder, f"{name}-histogram", histogram_png(
             responses[ts.labels], responses[~ts.labels], f"{best['detector']}: {100 * best['accuracy']:.1f} %",
             task.name, cfg.probe.seed, best["threshold"]))
@@ -111,7 +114,10 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
         pics["optimal_start_response"] = [o.start_response for _, o in stimuli]
         pics["max_test_response"] = float(responses.max())
         if task.name == "faces":
-            pics.update(_invariance(folder, det, candidate, ts, cfg, pre))
+            # Scale and translation curves start from faces centred in the frame: the aligned crops.
+            aligned = testsets.build(testsets.BY_NAME["faces-aligned"], S, C, cfg.data.root, cfg.probe.seed,
+                                     max_positives=cfg.probe.max_positives or None)
+            pics.update(_invariance(folder, det, candidate, aligned, ts, cfg, pre))
         out["tasks"][task.name] = pics
         log.info("pictures for %s: %s", task.name, best["detector"])
     out["filters"] = _filters(folder, run, model, cfg, device)
@@ -147,11 +153,13 @@ def _filters(folder: Path, run: Path, model, cfg: Config, device) -> dict:
     return pics
 
 
-def _invariance(folder: Path, det, candidate, ts, cfg, pre) -> dict:
+def _invariance(folder: Path, det, candidate, aligned, ts, cfg, pre) -> dict:
+    """Scale and translation curves of 10 held-out `aligned` faces, head turns, and ORL's posed faces
+    against the test set `ts`."""
     probe = Probe(det, candidate, pre)
     rng = np.random.default_rng(cfg.probe.seed)
-    held_out_faces = np.flatnonzero(ts.labels & ~ts.val)
-    faces = ts.images[rng.choice(held_out_faces, min(10, len(held_out_faces)), replace=False)]
+    held_out_faces = np.flatnonzero(aligned.labels & ~aligned.val)
+    faces = aligned.images[rng.choice(held_out_faces, min(10, len(held_out_faces)), replace=False)]
     curves = scale_translation_curves(probe, faces)
     pngs = curves_pngs(curves)
     pics = {"invariance": curves, "scale": _write(folder, "faces-scale", pngs["scale"]),

@@ -11,6 +11,7 @@ from pathlib import Path
 from catneuron.errors import CatneuronError
 from catneuron.provenance import code_version
 from catneuron.files import write_text
+from catneuron.probe import calibration
 
 # Reference accuracies (%) the paper states in its text (Table 1's other cells did not survive the
 # text extraction we have, so they are left out rather than recalled).
@@ -21,7 +22,7 @@ PAPER = {
     "bodies": {"all negative": 64.8, "linear filter": 68.1, "best neuron": 76.7},
 }
 
-SECTIONS = ["summary", "table1", "learned", "sublayers", "neurons", "concepts", "provenance"]
+SECTIONS = ["summary", "table1", "testsets", "learned", "sublayers", "neurons", "concepts", "provenance"]
 
 
 def _img(path: Path, alt: str) -> str:
@@ -105,20 +106,9 @@ def _table1(results: dict) -> str:
 
 def _targets(task: dict) -> str:
     dets = task["detectors"]
-
-    def best(prefix, group=None):
-        vals = []
-        for k, d in dets.items():
-            if k.startswith(prefix):
-                if group:
-                    vals += [v["paper"]["accuracy"] for g, v in d["groups"].items() if g.startswith(group)]
-                else:
-                    vals.append(d["paper"]["accuracy"])
-        return max(vals) if vals else None
-
-    trained, random_ = best("trained-"), best("random-")
-    linear, first = best("linear"), best("trained-", "stage1/")
-    control = best("compare-control")
+    trained, random_ = calibration.best_of(dets, "trained-"), calibration.best_of(dets, "random-")
+    linear, first = calibration.best_of(dets, "linear"), calibration.best_of(dets, "trained-", "stage1/")
+    control = calibration.best_of(dets, "compare-control")
     lines = []
     for name, other, need in (("best linear filter", linear, 7), ("random weights", random_, 10),
                               ("first-layer neuron", first, 10)):
@@ -131,6 +121,16 @@ def _targets(task: dict) -> str:
         lines.append(f"<li>drop after training on the face-free control corpus: <b>{drop:+.1f}</b> points "
                      f"(target ≥ 5: {'met' if drop >= 5 else 'not met'})</li>")
     return f"<ul>{''.join(lines)}</ul>" if lines else ""
+
+
+def _calibration(name: str, task: dict, pics: dict, folder: Path) -> str:
+    """What a test set can show: its construction, its calibration lines and its picture."""
+    lines = "".join(f"<tr><td class=l>{html.escape(label)}</td><td>{_pct(value)}</td><td>{html.escape(ref)}</td>"
+                    f"<td>{'' if met is None else ('met' if met else '<b>not met</b>')}</td></tr>"
+                    for label, value, ref, met in calibration.rows(task))
+    picture = _img(folder / pics["samples"], f"{name}: samples") if "samples" in pics else ""
+    return (f"<h3>{html.escape(name)} ({html.escape(task['set'].get('construction', 'letterbox'))})</h3>"
+            f"<table><tr><th>what</th><th>accuracy %</th><th>target</th><th></th></tr>{lines}</table>{picture}")
 
 
 def _sublayers(task: dict) -> str:
@@ -239,6 +239,8 @@ def report(run: str | Path, out: str | Path | None = None) -> Path:
     targets = "".join(f"<h3>{html.escape(t)}</h3>{_targets(v)}" for t, v in results["tasks"].items())
     neurons = "".join(_neuron_section(t, p, folder) for t, p in pictures.get("tasks", {}).items())
     sublayers = "".join(f"<h3>{html.escape(t)}</h3>{_sublayers(v)}" for t, v in results["tasks"].items())
+    calibrations = "".join(_calibration(t, v, pictures.get("tasks", {}).get(t, {}), folder)
+                           for t, v in results["tasks"].items())
     sessions = run_json.get("sessions", [])
     images_seen = None
     metrics = run / "metrics.jsonl"
@@ -254,6 +256,10 @@ def report(run: str | Path, out: str | Path | None = None) -> Path:
 {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} by catneuron {html.escape(code_version())};
 probe by {html.escape(results['code_version'])}.</p><ul>{summary}</ul>{targets}</section>
 <section id=table1><h2>Table 1 analog: best single detectors</h2>{_table1(results)}</section>
+<section id=testsets><h2>What each test can show</h2><p class=note>A test shows a detector only above what needs
+no learning (the floor: random weights, the first stage, linear filters) and only if the positives stay recognizable
+(the ceiling: a small CNN trained on the validation half) while low-level statistics alone cannot tell the classes
+(the giveaway check). Held-out half; docs/probe.md has the construction.</p>{calibrations}</section>
 <section id=learned><h2>What the network learned</h2>{_learned(pictures.get('filters'), folder)}</section>
 <section id=sublayers><h2>Where the best neurons are</h2>{sublayers}</section>
 <section id=neurons><h2>The best neurons</h2>{neurons or '<p>(run <code>catneuron visualize</code> for pictures)</p>'}</section>

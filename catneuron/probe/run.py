@@ -35,7 +35,7 @@ from catneuron.data.images import decode, fit_square
 from catneuron.data.sources import count_records, iter_records, resolve_all
 from catneuron.errors import DataError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder, random_baseline
-from catneuron.probe import testsets
+from catneuron.probe import calibration, testsets
 from catneuron.probe.detectors import CentroidDetectors, LinearFilterDetectors, NetworkDetectors
 from catneuron.probe.selectivity import StreamingScorer, accuracy_at, exact_auc
 from catneuron.provenance import code_version
@@ -201,12 +201,11 @@ def tasks_of(cfg: Config, positives: list[str] | None, negatives: list[str] | No
             from catneuron.errors import ConfigError
             raise ConfigError("--positives and --negatives go together")
         return [testsets.Task("custom", tuple(positives), tuple(negatives))]
-    known = {t.name: t for t in testsets.DEFAULT_TASKS}
-    unknown = [t for t in cfg.probe.tasks if t not in known]
+    unknown = [t for t in cfg.probe.tasks if t not in testsets.BY_NAME]
     if unknown:
         from catneuron.errors import ConfigError
-        raise ConfigError(f"probe.tasks: unknown test set {unknown[0]!r}; expected {', '.join(known)}")
-    return [known[t] for t in cfg.probe.tasks]
+        raise ConfigError(f"probe.tasks: unknown test set {unknown[0]!r}; expected {', '.join(testsets.BY_NAME)}")
+    return [testsets.BY_NAME[t] for t in cfg.probe.tasks]
 
 
 def _cached_stage(path: Path) -> dict | None:
@@ -228,10 +227,12 @@ def probe(run: str | Path, cfg: Config | None = None, compare: dict[str, str] | 
 
     1. the run's network (its own model settings, whatever the command line says);
     2. the detector sets: the network per mode, random weights, linear filters, K-means, compared runs;
-    3. per task, the test set (built once, cached by its sources' files);
+    3. per task, the test set (built once, cached by its sources' files) and its calibration:
+       the supervised ceiling and the low-level giveaway check (cached beside it);
     4. per (task, detector set), the scores: read back from RUN/probe/stages when their signature
        matches, else scored (two passes over the set) and written there;
-    5. everything, with config and code version, in results.json.
+    5. everything, with config and code version, in results.json; per task also its floor (the
+       best unit of random weights per stage, the first stage, linear filters, K-means).
     """
     run = Path(run)
     model, run_cfg = load_model(run, device)                                       # 1
@@ -249,9 +250,12 @@ def probe(run: str | Path, cfg: Config | None = None, compare: dict[str, str] | 
         log.info("%s", ts.describe())
         entry = {"set": {**ts.meta, "positives": int(ts.labels.sum()), "negatives": int((~ts.labels).sum()),
                          "all_negative": ts.all_negative, "validation": int(ts.val.sum())}, "detectors": {}}
+        if cfg.probe.calibrate:
+            entry["calibration"] = calibration.calibrate(ts, cfg.probe.seed)
         for d in sets:                                                             # 4
             entry["detectors"][d.key] = _scored(d, task, ts, stages / f"{safe_name(task.name)}__{d.key}.json",
                                                 cfg.probe.batch_size, force, progress)
+        entry["floor"] = calibration.floor(entry)
         results["tasks"][task.name] = entry
     write_json(run / "probe" / "results.json", results)                            # 5
     return results

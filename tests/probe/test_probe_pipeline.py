@@ -62,7 +62,7 @@ def tiny_run(tmp_path_factory, datasets):
 
 def _probe_cfg(run):
     cfg = C.load_file(run / "config.json")
-    return C.apply_overrides(cfg, ['probe.tasks=["faces","bodies"]', "probe.max_positives=60",
+    return C.apply_overrides(cfg, ['probe.tasks=["faces","faces-aligned","bodies"]', "probe.max_positives=60",
                                    "probe.linear_filters=50", "probe.kmeans_centroids=5", "probe.kmeans_images=50",
                                    "probe.placements=1"])
 
@@ -70,7 +70,16 @@ def _probe_cfg(run):
 def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setenv("CATNEURON_CACHE", str(tmp_path / "cache"))
     results = probe(tiny_run, _probe_cfg(tiny_run), compare={"control": str(tiny_run)}, progress=False)
-    faces = results["tasks"]["faces"]
+    # the default face test shows faces in scenes; its calibration and floor come with the scores
+    scene = results["tasks"]["faces"]
+    assert scene["set"]["construction"] == "scene" and scene["set"]["positives"] == 60
+    assert set(scene["calibration"]) >= {"ceiling", "giveaway", "test_all_negative"}
+    assert all(0 <= scene["calibration"][k] <= 1 for k in ("ceiling", "giveaway", "test_all_negative"))
+    random_units = [d["paper"]["accuracy"] for k, d in scene["detectors"].items() if k.startswith("random-")]
+    assert scene["floor"]["random_best"] == max(random_units)
+    assert scene["floor"]["linear_best"] == scene["detectors"]["linear"]["paper"]["accuracy"]
+    # the aligned, letterboxed faces: a set that even a 20-step tiny network's units pass
+    faces = results["tasks"]["faces-aligned"]
     assert faces["set"]["positives"] == 60 and faces["set"]["negatives"] == 110
     dets = faces["detectors"]
     assert set(dets) == {"trained-whole", "trained-field", "random-whole", "random-field", "linear", "kmeans",
@@ -84,15 +93,16 @@ def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeyp
     # comparing the run with itself reproduces its scores exactly
     assert dets["compare-control-whole"]["paper"]["accuracy"] == dets["trained-whole"]["paper"]["accuracy"]
     again = probe(tiny_run, _probe_cfg(tiny_run), compare={"control": str(tiny_run)}, progress=False)  # cached
-    assert again["tasks"]["faces"]["detectors"]["linear"]["paper"] == dets["linear"]["paper"]
-    stage = tiny_run / "probe" / "stages" / "faces__linear.json"
+    assert again["tasks"]["faces-aligned"]["detectors"]["linear"]["paper"] == dets["linear"]["paper"]
+    stage = tiny_run / "probe" / "stages" / "faces-aligned__linear.json"
     stage.write_text(stage.read_text()[:50])          # damaged: scored again, no traceback
     again = probe(tiny_run, _probe_cfg(tiny_run), compare={"control": str(tiny_run)}, progress=False)
-    assert again["tasks"]["faces"]["detectors"]["linear"]["paper"] == dets["linear"]["paper"]
+    assert again["tasks"]["faces-aligned"]["detectors"]["linear"]["paper"] == dets["linear"]["paper"]
     assert json.loads(stage.read_text())["signature"]
 
     pics = visualize(tiny_run, _probe_cfg(tiny_run), steps=10, concept_images=4)
-    assert set(pics["tasks"]) == {"faces", "bodies"} and "scale" in pics["tasks"]["faces"]
+    assert set(pics["tasks"]) == {"faces", "faces-aligned", "bodies"} and "scale" in pics["tasks"]["faces"]
+    assert all((tiny_run / "probe" / "pictures" / t["samples"]).exists() for t in pics["tasks"].values())
     for task in pics["tasks"].values():          # at the inputs' norm the optimum beats every test image
         assert task["optimal_response"][0] >= task["max_test_response"]
     filters = pics["filters"]
@@ -103,7 +113,8 @@ def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeyp
     text = page.read_text()
     for section in SECTIONS:
         assert f"<section id={section}>" in text
-    assert text.count("data:image/png;base64,") >= 16 and "What drives each stage" in text and "Table 1 analog" in text and "control corpus" in text
+    assert "What each test can show" in text and "ceiling: supervised CNN" in text
+    assert text.count("data:image/png;base64,") >= 19 and "What drives each stage" in text and "Table 1 analog" in text and "control corpus" in text
     if shutil.which("chromium"):
         shot = tmp_path / "shot.png"
         subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -121,11 +132,11 @@ def test_the_sigmoid_baseline_flows_through_the_probe(tiny_run, tmp_path, monkey
     cfg.model.kind, cfg.train.steps = "sigmoid", 10
     Trainer(cfg, tmp_path / "sigmoid", progress=False).run()
     results = probe(tiny_run, _probe_cfg(tiny_run), compare={"sigmoid": str(tmp_path / "sigmoid")}, progress=False)
-    dets = results["tasks"]["faces"]["detectors"]
+    dets = results["tasks"]["faces-aligned"]["detectors"]
     sig = dets["compare-sigmoid-whole"]
     assert sig["label"].startswith("deep autoencoder of the same connectivity with sigmoids")
     assert {g.split("/")[1] for g in sig["groups"]} == {"filter", "sigmoid"}
-    assert results["tasks"]["faces"]["set"]["all_negative"] < sig["paper"]["accuracy"] <= 1
+    assert results["tasks"]["faces-aligned"]["set"]["all_negative"] < sig["paper"]["accuracy"] <= 1
     assert sig["paper"]["sublayer"] in ("filter", "sigmoid") and 0 <= sig["best_auc"]["auc"] <= 1
 
 
