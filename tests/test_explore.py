@@ -33,7 +33,7 @@ def server(tmp_path_factory, datasets):
     Trainer(cfg, root / "run", progress=False).run()
     cfg = C.apply_overrides(C.load_file(root / "run" / "config.json"),
                             ['probe.tasks=["faces","bodies"]', "probe.max_positives=40", "probe.linear_filters=20",
-                             "probe.kmeans_centroids=0", 'probe.modes=["whole"]'])
+                             "probe.kmeans_centroids=0", 'probe.modes=["whole"]', "probe.calibrate=false"])
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CATNEURON_CACHE", str(root / "cache"))
         probe(root / "run", cfg, progress=False)

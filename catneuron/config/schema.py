@@ -92,6 +92,7 @@ class ProbeConfig:
     kmeans_images: int = 20_000     # training images K-means is fitted on
     random_weights: bool = True     # score the same architecture at its initialization
     calibrate: bool = True          # each test set's ceiling (supervised CNN) and giveaway check (probe/calibration.py)
+    ceiling_steps: int = 900        # training steps of the ceiling CNN
     batch_size: int = 100
     max_positives: int = 0          # cap positives per test set (0: all the sources hold)
     seed: int = 0

@@ -161,10 +161,10 @@ def ceiling(ts: TestSet, steps: int = 900, seed: int = 0, progress: bool = False
 
 # ---------------------------------------------------------------- the whole calibration of a set
 
-def calibrate(ts: TestSet, seed: int = 0, use_cache: bool = True) -> dict:
+def calibrate(ts: TestSet, seed: int = 0, ceiling_steps: int = 900, use_cache: bool = True) -> dict:
     """Ceiling and giveaway of a test set (accuracy on its held-out half) with its held-out
     all-negative rate; cached beside the set."""
-    path = cache_dir() / f"{ts.meta.get('key', ts.name)}-calibration-v{CALIBRATION_VERSION}-{seed}.json"
+    path = cache_dir() / f"{ts.meta.get('key', ts.name)}-calibration-v{CALIBRATION_VERSION}-{seed}-{ceiling_steps}.json"
     if use_cache and path.exists():
         try:
             return json.loads(path.read_text())
@@ -172,7 +172,8 @@ def calibrate(ts: TestSet, seed: int = 0, use_cache: bool = True) -> dict:
             log.warning("%s is damaged: calibrating again", path)
     log.info("%s: calibrating (ceiling CNN and low-level giveaway check)", ts.name)
     result = {"test_all_negative": float(1 - ts.labels[~ts.val].mean()), "giveaway": giveaway(ts, seed),
-              "ceiling": ceiling(ts, seed=seed), "version": CALIBRATION_VERSION}
+              "ceiling": ceiling(ts, ceiling_steps, seed=seed), "version": CALIBRATION_VERSION,
+              "ceiling_steps": ceiling_steps}
     if use_cache and "key" in ts.meta:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, result)

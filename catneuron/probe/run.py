@@ -251,7 +251,7 @@ def probe(run: str | Path, cfg: Config | None = None, compare: dict[str, str] | 
         entry = {"set": {**ts.meta, "positives": int(ts.labels.sum()), "negatives": int((~ts.labels).sum()),
                          "all_negative": ts.all_negative, "validation": int(ts.val.sum())}, "detectors": {}}
         if cfg.probe.calibrate:
-            entry["calibration"] = calibration.calibrate(ts, cfg.probe.seed)
+            entry["calibration"] = calibration.calibrate(ts, cfg.probe.seed, cfg.probe.ceiling_steps)
         for d in sets:                                                             # 4
             entry["detectors"][d.key] = _scored(d, task, ts, stages / f"{safe_name(task.name)}__{d.key}.json",
                                                 cfg.probe.batch_size, force, progress)

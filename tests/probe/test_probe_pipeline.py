@@ -64,7 +64,7 @@ def _probe_cfg(run):
     cfg = C.load_file(run / "config.json")
     return C.apply_overrides(cfg, ['probe.tasks=["faces","faces-aligned","bodies"]', "probe.max_positives=60",
                                    "probe.linear_filters=50", "probe.kmeans_centroids=5", "probe.kmeans_images=50",
-                                   "probe.placements=1"])
+                                   "probe.ceiling_steps=60", "probe.placements=1"])
 
 
 def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeypatch):
@@ -131,7 +131,9 @@ def test_the_sigmoid_baseline_flows_through_the_probe(tiny_run, tmp_path, monkey
     cfg = C.load_file(tiny_run / "config.json")
     cfg.model.kind, cfg.train.steps = "sigmoid", 10
     Trainer(cfg, tmp_path / "sigmoid", progress=False).run()
-    results = probe(tiny_run, _probe_cfg(tiny_run), compare={"sigmoid": str(tmp_path / "sigmoid")}, progress=False)
+    cfg = C.apply_overrides(_probe_cfg(tiny_run), ["probe.calibrate=false"])     # calibration: the test above
+    results = probe(tiny_run, cfg, compare={"sigmoid": str(tmp_path / "sigmoid")}, progress=False)
+    assert "calibration" not in results["tasks"]["faces"]
     dets = results["tasks"]["faces-aligned"]["detectors"]
     sig = dets["compare-sigmoid-whole"]
     assert sig["label"].startswith("deep autoencoder of the same connectivity with sigmoids")
