@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from catneuron.files import write_json
-from catneuron.probe.testsets import TestSet, cache_dir, as_float, resize
+from catneuron.probe.scenes import laplacian, luminance
+from catneuron.probe.testsets import TestSet, as_float, cache_dir, resize
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ PAPER_FLOOR = {"random_best": 0.67, "stage1_best": 0.71, "linear_best": 0.74}
 
 
 # ---------------------------------------------------------------- giveaway: low-level statistics
-
-def _luminance(x: np.ndarray) -> np.ndarray:
-    return x @ np.array([0.299, 0.587, 0.114]) if x.shape[-1] == 3 else x[..., 0]
-
 
 def low_level_features(images: np.ndarray) -> np.ndarray:
     """uint8 (N, S, S, C) -> float (N, F): statistics that say nothing about what is pictured.
@@ -49,14 +46,14 @@ def low_level_features(images: np.ndarray) -> np.ndarray:
     over the mean step elsewhere, per axis; borders: mean and standard deviation of each channel
     in the outer 4 pixels, and their luminance step to the next 4 pixels in."""
     x = images.astype(np.float64)
-    lum = _luminance(x)
+    lum = luminance(x)
     n, S = len(x), x.shape[1]
     feats = []
     for c in list(np.moveaxis(x, -1, 0)) + [lum]:
         feats.append(np.stack([np.histogram(im, bins=8, range=(0, 256))[0] for im in c]) / (S * S))
     feats += [x.mean((1, 2)), x.std((1, 2)), lum.std((1, 2))[:, None] / (lum.mean((1, 2))[:, None] + 1),
               np.percentile(lum.reshape(n, -1), [5, 50, 95], axis=1).T]
-    lap = 4 * lum[:, 1:-1, 1:-1] - lum[:, :-2, 1:-1] - lum[:, 2:, 1:-1] - lum[:, 1:-1, :-2] - lum[:, 1:-1, 2:]
+    lap = laplacian(lum)
     gy, gx = np.diff(lum, axis=1)[:, :, :-1], np.diff(lum, axis=2)[:, :-1, :]
     power = np.abs(np.fft.fft2(lum - lum.mean((1, 2), keepdims=True))) ** 2
     f = np.abs(np.fft.fftfreq(S))
@@ -124,7 +121,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return padded[:, :, 4 + dy:4 + dy + x.shape[2], 4 + dx:4 + dx + x.shape[3]]
 
 
-def ceiling(ts: TestSet, steps: int = 900, seed: int = 0, progress: bool = False) -> float:
+def ceiling(ts: TestSet, steps: int = 900, seed: int = 0) -> float:
     """Held-out accuracy of `SmallCNN` trained (Adam, one-cycle rate, class-balanced loss, batches of
     64) for `steps` steps on the validation half. A fixed number of steps rather than of epochs:
     the small sets (bodies: 1,300 training images) need as many updates as the large ones."""
@@ -151,8 +148,6 @@ def ceiling(ts: TestSet, steps: int = 900, seed: int = 0, progress: bool = False
             opt.step()
             sched.step()
             step += 1
-            if progress and step % 100 == 0:
-                log.info("ceiling CNN on %s: step %d/%d, loss %.3f", ts.name, step, steps, float(loss))
     net.eval()
     with torch.no_grad():
         logits = torch.cat([net(x[test][s:s + 256]) for s in range(0, int(test.sum()), 256)])

@@ -71,10 +71,20 @@ def ellipse_mask(height: int, width: int, feather: float) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
+def luminance(x: np.ndarray) -> np.ndarray:
+    """(..., C) -> (...): ITU-R 601 luminance of RGB values; one channel is taken as it is."""
+    return x @ np.array([0.299, 0.587, 0.114]) if x.shape[-1] == 3 else x[..., 0]
+
+
+def laplacian(lum: np.ndarray) -> np.ndarray:
+    """(..., H, W) -> (..., H-2, W-2): the 5-point Laplacian of the interior pixels."""
+    c = lum[..., 1:-1, 1:-1]
+    return 4 * c - lum[..., :-2, 1:-1] - lum[..., 2:, 1:-1] - lum[..., 1:-1, :-2] - lum[..., 1:-1, 2:]
+
+
 def sharpness(obj: np.ndarray, mask: np.ndarray) -> float:
     """Mean absolute Laplacian of the luminance of a float (H, W, 3) image inside `mask`."""
-    lum = obj @ np.array([0.299, 0.587, 0.114])
-    lap = 4 * lum[1:-1, 1:-1] - lum[:-2, 1:-1] - lum[2:, 1:-1] - lum[1:-1, :-2] - lum[1:-1, 2:]
+    lap = laplacian(luminance(obj))
     w = mask[1:-1, 1:-1]
     return float((np.abs(lap) * w).sum() / max(w.sum(), 1e-9))
 
