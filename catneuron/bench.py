@@ -2,21 +2,29 @@
 
 For each layer shape, forward + backward (input and weight gradients) of
   native        our C++ kernel (lc_native; CPU)
+  native-bf16   our C++ kernel in bfloat16 (lc_bf16; CPU with AVX-512 BF16): model.precision bf16
   torch         our row-by-row matmul kernel (lc_torch; the CPU fallback)
   batched       our banded batched-matmul kernel (lc_batched; the CUDA path), and on CUDA also
                 at precision tf32 and bf16
   naive         F.unfold + einsum (the obvious PyTorch implementation)
   conv2d        torch.nn.functional.conv2d of the same shape (shared weights, the vendor kernel)
-and a large matmul for the device's peak (on CUDA also at TF32 and bf16). Throughput counts
+and a large matmul for the device's peaks in fp32 and bf16 (on CUDA also TF32). Each row's "% matmul"
+is of the matmul at its own precision; on the CPU "% arith" is of the arithmetic peak at that
+precision (register-only FMAs or bf16 dot products, kernels/peak.cpp: the matmul libraries may
+reach far less of it, MKL's sgemm about half on AMD processors), and the CPU's bfloat16
+instructions are named. Throughput counts
 useful FLOPs only (3 x 2 x locations x maps x r*r*C x batch); times are medians over repeats,
 interleaved so that machine noise hits every implementation alike, with the device synchronized
 around each. Peak memory is, on the CPU, the growth of the resident set while one forward +
 backward runs in a fresh process (Linux); on CUDA, the allocator's peak over what was allocated
-before. It ends with the training throughput of the configured preset: on random input, and
-through the data path (decoding, transfer, preprocessing on the device) when its data are found.
+before. It ends with the training throughput of the configured preset in fp32 and in bf16: on
+random input, and through the data path (decoding, transfer, preprocessing on the device) when its
+data are found.
 """
 from __future__ import annotations
 
+import copy
+import ctypes
 import json
 import statistics
 import subprocess
@@ -30,7 +38,7 @@ import torch.nn.functional as F
 
 from catneuron.config import Config
 from catneuron.files import write_json
-from catneuron.nn import lc_native
+from catneuron.nn import lc_bf16, lc_native
 from catneuron.nn.geometry import geometry, output_size
 from catneuron.nn.local import locally_connected
 from catneuron.provenance import environment
@@ -64,7 +72,7 @@ def _naive(x, w, stride):
 
 def implementation_names(device: torch.device, include_naive: bool = True) -> tuple[str, ...]:
     if device.type == "cpu":
-        names = ("native", "torch", "batched", "naive", "conv2d")
+        names = ("native", "native-bf16", "torch", "batched", "naive", "conv2d")
     else:       # lc_torch's thousands of launches per layer take seconds at these shapes
         names = ("batched", "batched-tf32", "batched-bf16", "naive", "conv2d", "conv2d-tf32")
     return names if include_naive else tuple(n for n in names if n != "naive")
@@ -83,7 +91,7 @@ def _implementations(case: LayerCase, names: tuple[str, ...], device="cpu"):
     impls = {}
     for name in names:
         kind, _, precision = name.partition("-")
-        if kind == "native" and not lc_native.available():
+        if kind == "native" and not (lc_bf16.available() if precision == "bf16" else lc_native.available()):
             continue
         if kind in ("native", "torch", "batched"):
             w = lc_weight()
@@ -183,10 +191,46 @@ def matmul_peaks(repeats: int, device: torch.device) -> dict[str, float]:
     if device.type == "cuda":
         peaks["tf32"] = sgemm_peak(repeats, 8192, device, precision="high")
         peaks["bf16"] = sgemm_peak(repeats, 8192, device, dtype=torch.bfloat16)
+    else:
+        peaks["bf16"] = sgemm_peak(repeats, device=device, dtype=torch.bfloat16)
     return peaks
 
 
-def bench_case(case: LayerCase, repeats: int, include_naive: bool, peak: float, device="cpu") -> list[dict]:
+def instruction_peaks(repeats: int, threads: int) -> dict[str, float]:
+    """GFLOP/s of register-only fp32 FMAs and bfloat16 dot products on `threads` threads (median of
+    repeats; kernels/peak.cpp), the arithmetic ceiling that no kernel passes; {} without the kernel."""
+    from catneuron import native
+    lib = native.load("peak")
+    if lib is None:
+        return {}
+    lib.catneuron_peak_gflops.restype = ctypes.c_double
+    lib.catneuron_peak_gflops.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int]
+    peaks = {}
+    for name, bf16 in (("fp32", 0), ("bf16", 1)):
+        value = statistics.median(lib.catneuron_peak_gflops(bf16, 20_000_000, threads) for _ in range(repeats))
+        if value > 0:
+            peaks[name] = value
+    return peaks
+
+
+def _precision(impl: str) -> str:
+    return impl.partition("-")[2] or "fp32"
+
+
+def cpu_matrix_units() -> str:
+    """The CPU's bfloat16 instructions, and which of them catneuron's bf16 kernel uses."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        flags = set()
+    found = [name for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX-512 BF16")) if flag in flags]
+    used = "AVX-512 BF16 (vdpbf16ps)" if lc_bf16.available() else "none: bf16 computes in fp32 here"
+    return f"bfloat16 units: {', '.join(found) or 'none found'}; catneuron's bf16 kernel uses: {used}"
+
+
+def bench_case(case: LayerCase, repeats: int, include_naive: bool, peaks: dict[str, float],
+               device="cpu", arithmetic: dict[str, float] | None = None) -> list[dict]:
     device = torch.device(device)
     impls = _implementations(case, implementation_names(device, include_naive), device)
     memory = {name: _peak_memory_mib(case, name, device, impls) for name in impls}
@@ -205,7 +249,9 @@ def bench_case(case: LayerCase, repeats: int, include_naive: bool, peak: float, 
     for name in impls:
         gflops = case.flops() / med[name] / 1e9
         rows.append({"case": case.name, "impl": name, "ms": med[name] * 1e3, "gflops": gflops,
-                     "peak_pct": 100 * gflops / peak,
+                     "peak_pct": 100 * gflops / peaks.get(_precision(name), peaks["fp32"]),
+                     "arithmetic_pct": 100 * gflops / arithmetic[_precision(name)]
+                     if _precision(name) in (arithmetic or {}) else None,
                      "x_naive": med["naive"] / med[name] if "naive" in med else None,
                      "x_conv2d": med["conv2d"] / med[name], "peak_mib": memory[name]})
     return rows
@@ -220,19 +266,28 @@ def cases(cfg: Config) -> list[LayerCase]:
     return out
 
 
-def train_throughput(cfg: Config, steps: int, device="cpu", data: bool = False) -> dict:
-    """Images/s of full training steps (objective, backward, optimizer, projection): on one random
-    batch already on the device, or (data=True) on the configured training data through the
-    trainer's data path."""
+def train_precisions(cfg: Config, device: torch.device) -> tuple[str, ...]:
+    """fp32, and bf16 where it multiplies in bfloat16 (CUDA, or a CPU with the bf16 kernel)."""
+    return ("fp32", "bf16") if device.type == "cuda" or lc_bf16.available() else ("fp32",)
+
+
+def train_throughput(cfg: Config, steps: int, device="cpu", data: bool = False) -> list[dict]:
+    """Images/s of full training steps (objective, backward, optimizer, projection) in each of
+    train_precisions, their steps interleaved: on one random batch already on the device, or
+    (data=True) on the configured training data through the trainer's data path."""
     from catneuron.data.loader import ImageStream
     from catneuron.data.preprocess import to_tensor
     from catneuron.data.sources import resolve_all
     from catneuron.nn.autoencoder import DeepSparseAutoencoder
     from catneuron.train.trainer import make_optimizer, train_step
     device = torch.device(device)
-    torch.manual_seed(0)
-    model = DeepSparseAutoencoder(cfg.model, device=device)
-    opt = make_optimizer(cfg, model.parameters())
+    runs = {}
+    for precision in train_precisions(cfg, device):
+        run_cfg = copy.deepcopy(cfg)
+        run_cfg.model.precision = precision
+        torch.manual_seed(0)
+        model = DeepSparseAutoencoder(run_cfg.model, device=device)
+        runs[precision] = (run_cfg, model, make_optimizer(run_cfg, model.parameters()))
     B, S = cfg.train.batch_size, cfg.model.input_size
     if data:
         stream = ImageStream(resolve_all(cfg.data.train, cfg.data.root), S, cfg.model.channels,
@@ -246,35 +301,42 @@ def train_throughput(cfg: Config, steps: int, device="cpu", data: bool = False) 
 
         def batch():
             return x
-    times = []
+    times = {precision: [] for precision in runs}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     try:
         for i in range(steps + 1):
-            _sync(device)
-            t = time.perf_counter()
-            train_step(model, opt, cfg, batch())
-            _sync(device)
-            if i:
-                times.append(time.perf_counter() - t)
+            for precision, (run_cfg, model, opt) in runs.items():
+                _sync(device)
+                t = time.perf_counter()
+                train_step(model, opt, run_cfg, batch())
+                _sync(device)
+                if i:
+                    times[precision].append(time.perf_counter() - t)
     finally:
         if data:
             batches.close()
-    step = statistics.median(times)
     peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
-    return {"preset": cfg.preset, "batch": B, "data": "corpus" if data else "random", "device": str(device),
-            "precision": cfg.model.precision, "ms_per_step": step * 1e3, "images_per_s": B / step,
-            "peak_gib": peak}
+    out = []
+    for precision, ts in times.items():
+        step = statistics.median(ts)
+        out.append({"preset": cfg.preset, "batch": B, "data": "corpus" if data else "random", "device": str(device),
+                    "precision": precision, "ms_per_step": step * 1e3, "images_per_s": B / step,
+                    "peak_gib": peak})
+    return out
 
 
-def format_table(rows: list[dict], peaks: dict[str, float]) -> str:
-    peak = peaks["fp32"]
-    lines = ["matmul peak (median): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()), "",
-             f"{'case':<36}{'impl':<14}{'ms':>9}{'GFLOP/s':>9}{'% fp32 peak':>12}{'x naive':>9}{'x conv':>8}"
-             f"{'peak MiB':>10}"]
+def format_table(rows: list[dict], peaks: dict[str, float], arithmetic: dict[str, float] | None = None) -> str:
+    lines = ["matmul peak (median): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items())
+             + ("; arithmetic peak: " + ", ".join(f"{k} {v:.0f}" for k, v in arithmetic.items()) if arithmetic else ""),
+             "",
+             f"{'case':<36}{'impl':<14}{'ms':>9}{'GFLOP/s':>9}{'% matmul':>9}{'% arith':>8}{'x naive':>9}"
+             f"{'x conv':>8}{'peak MiB':>10}"]
     for r in rows:
         xn = f"{r['x_naive']:.1f}" if r["x_naive"] is not None else "-"
         mem = f"{r['peak_mib']:.0f}" if r["peak_mib"] is not None else "-"
-        share = 100 * r["gflops"] / peak
-        lines.append(f"{r['case']:<36}{r['impl']:<14}{r['ms']:>9.2f}{r['gflops']:>9.1f}{share:>12.1f}"
+        arith = f"{r['arithmetic_pct']:.1f}" if r.get("arithmetic_pct") is not None else "-"
+        lines.append(f"{r['case']:<36}{r['impl']:<14}{r['ms']:>9.2f}{r['gflops']:>9.1f}{r['peak_pct']:>9.1f}{arith:>8}"
                      f"{xn:>9}{r['x_conv2d']:>8.2f}{mem:>10}")
     return "\n".join(lines)
 
@@ -287,24 +349,34 @@ def run_benchmark(cfg: Config, quick: bool = False, repeats: int = 5, out: str |
         torch.set_num_threads(cfg.train.threads)
     repeats = min(repeats, 3) if quick else repeats
     peaks = matmul_peaks(repeats, device)
+    arithmetic = instruction_peaks(repeats, torch.get_num_threads()) if device.type == "cpu" else {}
+    if device.type == "cpu":
+        print(cpu_matrix_units())
     rows = []
     for case in cases(cfg):
-        rows += bench_case(case, repeats, include_naive=not quick or case.flops() < 5e9, peak=peaks["fp32"],
-                           device=device)
-        print(format_table([r for r in rows if r["case"] == case.name], peaks).split("\n", 3)[-1], flush=True)
+        rows += bench_case(case, repeats, include_naive=not quick or case.flops() < 5e9, peaks=peaks,
+                           device=device, arithmetic=arithmetic)
+        print(format_table([r for r in rows if r["case"] == case.name], peaks, arithmetic).split("\n", 3)[-1],
+              flush=True)
     steps = 3 if quick else 10
-    train = [train_throughput(cfg, steps, device)]
-    try:
-        train.append(train_throughput(cfg, steps, device, data=True))
-    except DataError as err:
-        print(f"(training through the data path not measured: {err})")
+    train = []
+    for data in (False, True):
+        try:
+            train += train_throughput(cfg, steps, device, data)
+        except DataError as err:
+            print(f"(training through the data path not measured: {err})")
     print()
-    print(format_table(rows, peaks))
+    print(format_table(rows, peaks, arithmetic))
     for t in train:
         memory = f", peak {t['peak_gib']:.1f} GiB" if t["peak_gib"] is not None else ""
         print(f"{t['preset']} preset training on {t['device']} ({t['data']} input, {t['precision']}): "
               f"{t['ms_per_step']:.0f} ms per step of {t['batch']} images = {t['images_per_s']:.0f} images/s{memory}")
-    result = {"matmul_gflops": peaks, "layers": rows, "train": train, "environment": environment(),
+    for data in ("random", "corpus"):
+        pair = {t["precision"]: t["ms_per_step"] for t in train if t["data"] == data}
+        if len(pair) == 2:
+            print(f"bf16 step vs fp32 step ({data} input): {pair['fp32'] / pair['bf16']:.2f}x")
+    result = {"matmul_gflops": peaks, "arithmetic_gflops": arithmetic, "matrix_units": cpu_matrix_units(),
+              "layers": rows, "train": train, "environment": environment(),
               "device": str(device), "cases": [asdict(c) for c in cases(cfg)]}
     if out:
         write_json(out, result)

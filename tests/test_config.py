@@ -105,11 +105,18 @@ def test_overrides_and_files(tmp_path):
     (["model.nope=1"], "unknown setting 'nope'"),
     (["train.lr"], "expected key=value"),
     (["model.stages.7.maps=1"], "not an index below 3"),
+    (["model.backend=native", "model.precision=tf32"], "needs model.backend = auto, batched (the native"),
+    (["model.backend=torch", "model.precision=bf16"], "needs model.backend = auto, batched or native"),
 ])
 def test_bad_settings_give_one_line_naming_the_setting(overrides, message):
     with pytest.raises(ConfigError) as err:
         C.validate(C.apply_overrides(C.preset("small"), overrides))
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bf16_is_a_native_cpu_precision():
+    cfg = C.apply_overrides(C.preset("small"), ["model.backend=native", "model.precision=bf16"])
+    assert C.validate(cfg).model.precision == "bf16"
 
 
 def test_bad_config_file(tmp_path):

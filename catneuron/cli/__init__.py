@@ -29,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from catneuron.runtime import keep_freed_memory
+    from catneuron.runtime import keep_freed_memory, yield_idle_cores
+    yield_idle_cores()   # before any handler imports torch
     try:
         args = parser().parse_args(argv)
         keep_freed_memory()

@@ -36,9 +36,10 @@ def validate(cfg: Config) -> Config:
                            ("train.lr", t.lr, 0), ("train.weight_decay", t.weight_decay, 0)):
         if not value >= lo:
             raise ConfigError(f"{key} must be >= {lo}, got {value}")
-    if m.backend in ("native", "torch") and m.precision != "fp32":
-        raise ConfigError(f"model.precision = {m.precision!r} needs model.backend = auto or batched "
-                          f"(the {m.backend} kernel computes at fp32)")
+    # bf16 is also the native CPU kernel's (lc_bf16); tf32 only the batched (CUDA) kernel's.
+    if (m.backend == "torch" and m.precision != "fp32") or (m.backend == "native" and m.precision == "tf32"):
+        raise ConfigError(f"model.precision = {m.precision!r} needs model.backend = auto, batched"
+                          f"{' or native' if m.precision == 'bf16' else ''} (the {m.backend} kernel computes at fp32)")
     if not m.encoder_init > 0:
         raise ConfigError(f"model.encoder_init must be > 0, got {m.encoder_init}")
     if m.eps <= 0:

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "layouts.h"
 #include "parallel.h"
 
 #if defined(__AVX512F__)
@@ -154,44 +155,14 @@ static inline int tile_vectors(int rows, int64_t vectors_left) {
 
 extern "C" {
 
-// Layout changes between PyTorch's (N, C, H*W) and the kernels' (H*W, C, NP), transposing
-// 32 x 32 tiles per channel: a plain strided copy touches a new cache line for every float.
-static const int64_t TILE = 32;
-
 void catneuron_to_batch_last(const float* src, float* dst, int64_t N, int64_t C, int64_t HW, int64_t NP,
                              int threads) {
-  const int64_t blocks = (HW + TILE - 1) / TILE;
-  parallel_for(C * blocks, threads, [&](int64_t begin, int64_t end) {
-    for (int64_t cb = begin; cb < end; ++cb) {
-      const int64_t c = cb / blocks, h0 = (cb % blocks) * TILE, he = std::min(HW, h0 + TILE);
-      for (int64_t n0 = 0; n0 < N; n0 += TILE) {
-        const int64_t ne = std::min(N, n0 + TILE);
-        for (int64_t hw = h0; hw < he; ++hw) {
-          float* d = dst + (hw * C + c) * NP;
-          for (int64_t n = n0; n < ne; ++n) d[n] = src[(n * C + c) * HW + hw];
-        }
-      }
-      for (int64_t hw = h0; hw < he; ++hw)
-        for (int64_t n = N; n < NP; ++n) dst[(hw * C + c) * NP + n] = 0.0f;
-    }
-  });
+  to_batch_last_f32(src, dst, N, C, HW, NP, threads);
 }
 
 void catneuron_from_batch_last(const float* src, float* dst, int64_t N, int64_t C, int64_t HW, int64_t NP,
                                int threads) {
-  const int64_t blocks = (HW + TILE - 1) / TILE;
-  parallel_for(C * blocks, threads, [&](int64_t begin, int64_t end) {
-    for (int64_t cb = begin; cb < end; ++cb) {
-      const int64_t c = cb / blocks, h0 = (cb % blocks) * TILE, he = std::min(HW, h0 + TILE);
-      for (int64_t n0 = 0; n0 < N; n0 += TILE) {
-        const int64_t ne = std::min(N, n0 + TILE);
-        for (int64_t n = n0; n < ne; ++n) {
-          float* d = dst + (n * C + c) * HW;
-          for (int64_t hw = h0; hw < he; ++hw) d[hw] = src[(hw * C + c) * NP + n];
-        }
-      }
-    }
-  });
+  from_batch_last(src, dst, N, C, HW, NP, threads);
 }
 
 // (N, C, H, W) -> (H, N, WR): each (row, sample) holds its W*C values with channels innermost.

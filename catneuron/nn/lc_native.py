@@ -53,8 +53,9 @@ def _batch_last(lib, t: torch.Tensor, padded: int) -> torch.Tensor:
     return out
 
 
-def _batch_first(lib, t: torch.Tensor, n: int) -> torch.Tensor:
-    """(H, W, C, padded) -> (n, C, H, W)."""
+def from_batch_last(t: torch.Tensor, n: int) -> torch.Tensor:
+    """(H, W, C, padded) float32 -> (n, C, H, W): the first n samples, in PyTorch's layout."""
+    lib = library()
     H, W, C, padded = t.shape
     out = t.new_empty(n, C, H, W)
     lib.catneuron_from_batch_last(_ptr(t), _ptr(out), n, C, H * W, padded, torch.get_num_threads())
@@ -83,7 +84,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
     y = x.new_empty(Ho, Wo, M, NP)
     lib.catneuron_lc_forward(_ptr(xp), _ptr(w), _ptr(y), H, W, C, NP, Ho, Wo, M, r, stride,
                              torch.get_num_threads())
-    return _batch_first(lib, y, N)
+    return from_batch_last(y, N)
 
 
 def transpose(y: torch.Tensor, weight: torch.Tensor, stride: int, in_size: tuple[int, int]) -> torch.Tensor:
@@ -96,7 +97,7 @@ def transpose(y: torch.Tensor, weight: torch.Tensor, stride: int, in_size: tuple
     x = y.new_empty(H, W, C, NP)
     lib.catneuron_lc_transpose(_ptr(yp), _ptr(w), _ptr(x), H, W, C, NP, Ho, Wo, M, r, stride,
                                torch.get_num_threads())
-    return _batch_first(lib, x, N)
+    return from_batch_last(x, N)
 
 
 def weight_grad(x: torch.Tensor, y: torch.Tensor, stride: int, receptive_field: int) -> torch.Tensor:

@@ -6,23 +6,25 @@ This is a convolution whose weights differ at every location (Le et al. 2012 use
 filtering sublayers, encoder W1 and decoder W2). The transpose maps features back to the input
 grid with the same connectivity; it is the decoder and the input gradient of the layer.
 
-Three kernel sets compute the three primitive maps (forward, transpose, weight gradient):
-``lc_native`` (C++, CPU float32, the fast path there), ``lc_batched`` (one batched matmul per
-band of output rows: CUDA, and reduced precision) and ``lc_torch`` (row by row: the CPU fallback
-for float64 or without a compiler). ``backend="auto"`` picks by device and dtype in that order of
-preference. ``precision`` ("fp32", "tf32", "bf16") sets the multiplies' precision (see
-lc_batched), which only lc_batched offers.
+Four kernel sets compute the three primitive maps (forward, transpose, weight gradient):
+``lc_native`` (C++, CPU float32, the fast path there), ``lc_bf16`` (C++, CPU, bfloat16 multiplies
+with float32 sums: ``precision="bf16"`` on a CPU with AVX-512 BF16), ``lc_batched`` (one batched
+matmul per band of output rows: CUDA, and reduced precision there) and ``lc_torch`` (row by row:
+the CPU fallback for float64 or without a compiler). ``backend="auto"`` picks by device and dtype
+in that order of preference. ``precision`` ("fp32", "tf32", "bf16") sets the multiplies'
+precision; where the CPU cannot multiply in bfloat16, bf16 computes in float32 and says so once.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from catneuron.nn import lc_batched, lc_native, lc_torch
+from catneuron.nn import lc_batched, lc_bf16, lc_native, lc_torch
 from catneuron.nn.geometry import output_size
 
 Backend = Literal["auto", "native", "batched", "torch"]
@@ -31,10 +33,18 @@ Precision = Literal["fp32", "tf32", "bf16"]
 
 def select_kernels(backend: Backend, precision: Precision, *tensors: torch.Tensor):
     """(kernel module, its keyword options) for these tensors."""
+    if precision == "bf16" and backend in ("auto", "native") and tensors[0].device.type == "cpu":
+        if lc_bf16.supports(*tensors):
+            return lc_bf16, {}
+        warnings.warn("catneuron: precision bf16 needs AVX-512 BF16 and a C++ compiler on the CPU (or "
+                      "CATNEURON_CPU_BF16 is 0); the locally connected layers compute in float32",
+                      RuntimeWarning, stacklevel=2)
+        precision = "fp32"
     if backend == "batched" or precision != "fp32":
         if backend in ("native", "torch"):
-            raise RuntimeError(f"precision {precision} needs the batched kernel (backend auto or batched); "
-                               f"the {backend} kernel computes at the tensors' precision fp32")
+            raise RuntimeError(f"precision {precision} on {tensors[0].device.type} needs the batched kernel "
+                               f"(backend auto or batched); the {backend} kernel computes at the tensors' "
+                               f"precision fp32")
         return lc_batched, {"precision": precision}
     if backend in ("auto", "native") and lc_native.supports(*tensors):
         return lc_native, {}
