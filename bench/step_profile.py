@@ -1,11 +1,13 @@
 """Where a training step's time goes: torch.profiler over whole steps, grouped by part, per precision.
 
-    python bench/step_profile.py [--preset small] [--steps 5] [--precisions fp32 bf16]
+    python bench/step_profile.py [--preset small] [--steps 3] [--rounds 5] [--precisions fp32 bf16]
 
-Steps on one random batch (no data path), the precisions' steps interleaved; prints each part's
-share of the step (self CPU time of its operators, summed over the profiled steps).
+Steps on one random batch (no data path). Each round profiles `steps` steps of each precision in
+turn; each part's time per step (self CPU time of its operators) is the median over the rounds,
+so that the machine's drift hits every precision alike.
 """
 import argparse
+import statistics
 
 from catneuron.runtime import keep_freed_memory, yield_idle_cores
 
@@ -39,7 +41,8 @@ def part_of(name: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="small")
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     args = ap.parse_args()
     keep_freed_memory()
@@ -53,18 +56,21 @@ def main() -> None:
     x = torch.randn(cfg.train.batch_size, cfg.model.channels, cfg.model.input_size, cfg.model.input_size)
     for cfg, model, opt in runs.values():       # warm-up: kernel builds, allocator
         train_step(model, opt, cfg, x)
-    shares = {}
-    for precision, (cfg, model, opt) in runs.items():
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(args.steps):
-                train_step(model, opt, cfg, x)
-        parts: dict[str, float] = {}
-        for event in prof.key_averages():
-            parts[part_of(event.key)] = parts.get(part_of(event.key), 0.0) + event.self_cpu_time_total
-        shares[precision] = {k: v / 1e3 / args.steps for k, v in parts.items()}      # ms per step
     names = [p for p, _ in PARTS] + ["elementwise, reductions and the rest"]
+    samples = {precision: {name: [] for name in names} for precision in runs}
+    for _ in range(args.rounds):
+        for precision, (cfg, model, opt) in runs.items():
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(args.steps):
+                    train_step(model, opt, cfg, x)
+            parts = dict.fromkeys(names, 0.0)
+            for event in prof.key_averages():
+                parts[part_of(event.key)] += event.self_cpu_time_total / 1e3 / args.steps     # ms per step
+            for name in names:
+                samples[precision][name].append(parts[name])
+    shares = {p: {name: statistics.median(v) for name, v in parts.items()} for p, parts in samples.items()}
     print(f"{args.preset}, batch {cfg.train.batch_size}, {torch.get_num_threads()} threads, ms per step "
-          f"(self CPU time, {args.steps} profiled steps each)")
+          f"(self CPU time; median over {args.rounds} rounds of {args.steps} profiled steps each)")
     print(f"{'part':<46}" + "".join(f"{p:>10}" for p in runs))
     for name in names:
         print(f"{name:<46}" + "".join(f"{shares[p].get(name, 0.0):>10.1f}" for p in runs))

@@ -1,39 +1,12 @@
 // Shared by the native kernels: layout changes between PyTorch's (N, C, H*W) and the kernels'
-// batch-innermost layouts, transposing 32 x 32 tiles per channel (a plain strided copy touches a
-// new cache line for every value). Sample n of (hw, c) goes to dst[at(hw, c) + n * step], converted
-// by `convert`; samples N..NP-1 are written as zero; a negative `at` skips the value.
+// batch-innermost (H*W, C, NP), NP the batch rounded up to a vector with the padding zero. With
+// AVX-512 they transpose 16 x 16 blocks in registers; elsewhere 32 x 32 tiles in cache (a plain
+// strided copy touches a new cache line for every value).
 #pragma once
 #include <algorithm>
 #include <cstdint>
 
 #include "parallel.h"
-
-static const int64_t LAYOUT_TILE = 32;
-
-template <typename Src, typename Dst, typename At, typename Convert>
-static void to_batch_last(const Src* src, Dst* dst, int64_t N, int64_t C, int64_t HW, int64_t NP, int64_t step,
-                          int threads, At at, Convert convert) {
-  const int64_t blocks = (HW + LAYOUT_TILE - 1) / LAYOUT_TILE;
-  parallel_for(C * blocks, threads, [&](int64_t begin, int64_t end) {
-    for (int64_t cb = begin; cb < end; ++cb) {
-      const int64_t c = cb / blocks, h0 = (cb % blocks) * LAYOUT_TILE, he = std::min(HW, h0 + LAYOUT_TILE);
-      for (int64_t n0 = 0; n0 < N; n0 += LAYOUT_TILE) {
-        const int64_t ne = std::min(N, n0 + LAYOUT_TILE);
-        for (int64_t hw = h0; hw < he; ++hw) {
-          const int64_t base = at(hw, c);
-          if (base < 0) continue;
-          Dst* d = dst + base;
-          for (int64_t n = n0; n < ne; ++n) d[n * step] = convert(src[(n * C + c) * HW + hw]);
-        }
-      }
-      for (int64_t hw = h0; hw < he; ++hw) {
-        const int64_t base = at(hw, c);
-        if (base < 0) continue;
-        for (int64_t n = N; n < NP; ++n) dst[base + n * step] = Dst{};
-      }
-    }
-  });
-}
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -110,11 +83,24 @@ static void from_batch_last(const float* src, float* dst, int64_t N, int64_t C, 
   });
 }
 #else
+static const int64_t LAYOUT_TILE = 32;
+
 // (N, C, HW) -> (HW, C, NP) float32, samples N..NP-1 zero.
 static void to_batch_last_f32(const float* src, float* dst, int64_t N, int64_t C, int64_t HW, int64_t NP,
                               int threads) {
-  to_batch_last(src, dst, N, C, HW, NP, 1, threads, [=](int64_t hw, int64_t c) { return (hw * C + c) * NP; },
-                [](float v) { return v; });
+  const int64_t blocks = (HW + LAYOUT_TILE - 1) / LAYOUT_TILE;
+  parallel_for(C * blocks, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t cb = begin; cb < end; ++cb) {
+      const int64_t c = cb / blocks, h0 = (cb % blocks) * LAYOUT_TILE, he = std::min(HW, h0 + LAYOUT_TILE);
+      for (int64_t n0 = 0; n0 < N; n0 += LAYOUT_TILE) {
+        const int64_t ne = std::min(N, n0 + LAYOUT_TILE);
+        for (int64_t hw = h0; hw < he; ++hw)
+          for (int64_t n = n0; n < ne; ++n) dst[(hw * C + c) * NP + n] = src[(n * C + c) * HW + hw];
+      }
+      for (int64_t hw = h0; hw < he; ++hw)
+        for (int64_t n = N; n < NP; ++n) dst[(hw * C + c) * NP + n] = 0.0f;
+    }
+  });
 }
 
 // (H*W, C, NP) -> (N, C, H*W), float32.

@@ -41,6 +41,7 @@ extern "C" int catneuron_bf16_supported() {
 #define VLEN 16
 #define ACC_REGS 24  // of 32 vector registers, leaving room for the B row and a broadcast
 #define MAX_NV 4
+#include "tiles.h"
 
 static inline bf16 to_bf16(float f) {
   uint32_t u;
@@ -50,12 +51,14 @@ static inline bf16 to_bf16(float f) {
   return (bf16)(u >> 16);
 }
 
-// Stores 16 pairs (a[i], b[i]) as bfloat16, a first: 64 bytes.
-static inline void store_pairs(bf16* dst, __m512 a, __m512 b) {
+// The 16 pairs (a[i], b[i]) rounded to bfloat16, a first: 16 x 32 bits.
+static inline __m512i pairs(__m512 a, __m512 b) {
   static const __m512i weave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
                                                 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  _mm512_storeu_si512(dst, _mm512_permutexvar_epi16(weave, (__m512i)_mm512_cvtne2ps_pbh(b, a)));
+  return _mm512_permutexvar_epi16(weave, (__m512i)_mm512_cvtne2ps_pbh(b, a));
 }
+
+static inline void store_pairs(bf16* dst, __m512 a, __m512 b) { _mm512_storeu_si512(dst, pairs(a, b)); }
 
 template <int A, int NV>
 static inline void zero(__m512 (&acc)[A][NV]) {
@@ -120,11 +123,6 @@ static void forward_tile(const Geometry& g, const bf16* xq, const bf16* wl, floa
   store_rows(acc, y + ((i * g.Wo + j) * g.M + m0) * g.NP + n0, g.NP, NV * VLEN);
 }
 
-static inline int64_t first_cover(int64_t h, int64_t r, int64_t s) {
-  const int64_t lo = h - r + 1;
-  return lo <= 0 ? 0 : (lo + s - 1) / s;
-}
-
 // slabs: for each output row i covering input row h (from the first, i_lo), its kernel row
 // p = h - i*s packed by pack_slab.
 template <int A, int NV>
@@ -158,29 +156,6 @@ static void weight_grad_tile(const Geometry& g, const bf16* xn, const bf16* yb, 
   dp_block<A, NV>(acc, (g.N + 1) / 2, yb + ((i * g.Wo + j) * g.M + m0) * g.NP, 2, g.NP,
                   xn + (((i * g.s + p) * (g.NP / 2)) * g.WR() + j * g.s * g.C + k0) * 2, 2 * g.WR());
   store_rows(acc, dw + ((i * g.Wo + j) * g.M + m0) * g.K() + p * g.rC() + k0, g.K(), g.rC() - k0);
-}
-
-#define CASE_NV(FN, A, ...)                      \
-  switch (nv) {                                  \
-    case 1: FN<A, 1>(__VA_ARGS__); break;        \
-    case 2: FN<A, 2>(__VA_ARGS__); break;        \
-    case 3: FN<A, 3>(__VA_ARGS__); break;        \
-    default: FN<A, 4>(__VA_ARGS__); break;       \
-  }
-#define DISPATCH(FN, ...)                                  \
-  switch (rows) {                                          \
-    case 1: CASE_NV(FN, 1, __VA_ARGS__) break;             \
-    case 2: CASE_NV(FN, 2, __VA_ARGS__) break;             \
-    case 3: CASE_NV(FN, 3, __VA_ARGS__) break;             \
-    case 4: CASE_NV(FN, 4, __VA_ARGS__) break;             \
-    case 5: CASE_NV(FN, 5, __VA_ARGS__) break;             \
-    case 6: CASE_NV(FN, 6, __VA_ARGS__) break;             \
-    case 7: CASE_NV(FN, 7, __VA_ARGS__) break;             \
-    default: CASE_NV(FN, 8, __VA_ARGS__) break;            \
-  }
-
-static inline int tile_vectors(int rows, int64_t vectors_left) {
-  return (int)std::min<int64_t>(std::min(MAX_NV, ACC_REGS / rows), vectors_left);
 }
 
 extern "C" {
@@ -287,11 +262,8 @@ static void pack_location(const Geometry& g, const float* w, int64_t l, bf16* wl
 
 // Eight maps' values at 16 consecutive k, rows[m] (m < 8), stored as (k, m) bfloat16: 256 bytes.
 static inline void store_eight_maps(bf16* dst, const __m512 rows[8]) {
-  static const __m512i weave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
-                                                23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   __m512i v[4];  // v[p] holds, per k, the pair (maps 2p, 2p+1) as 32 bits
-  for (int p = 0; p < 4; ++p)
-    v[p] = _mm512_permutexvar_epi16(weave, (__m512i)_mm512_cvtne2ps_pbh(rows[2 * p + 1], rows[2 * p]));
+  for (int p = 0; p < 4; ++p) v[p] = pairs(rows[2 * p], rows[2 * p + 1]);
   // A 4 x 16 transpose of 32-bit values, so that each k's four pairs are adjacent.
   const __m512i t0 = _mm512_unpacklo_epi32(v[0], v[1]), t1 = _mm512_unpackhi_epi32(v[0], v[1]);
   const __m512i t2 = _mm512_unpacklo_epi32(v[2], v[3]), t3 = _mm512_unpackhi_epi32(v[2], v[3]);

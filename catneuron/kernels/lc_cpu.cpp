@@ -34,6 +34,7 @@
 #define ACC_REGS 24
 #endif
 #define MAX_NV 4
+#include "tiles.h"
 
 typedef float vec __attribute__((vector_size(VLEN * sizeof(float)), aligned(sizeof(float))));
 static inline vec loadv(const float* p) { return *reinterpret_cast<const vec*>(p); }
@@ -93,12 +94,6 @@ static void forward_tile(const Geometry& g, const float* x, const float* w, floa
   store_rows(acc, y + ((i * g.Wo + j) * g.M + m0) * g.NP + n0, g.NP, NV * VLEN);
 }
 
-// First output location whose receptive field (r wide, stride s) covers input position h.
-static inline int64_t first_cover(int64_t h, int64_t r, int64_t s) {
-  const int64_t lo = h - r + 1;
-  return lo <= 0 ? 0 : (lo + s - 1) / s;
-}
-
 template <int A, int NV>
 static void transpose_tile(const Geometry& g, const float* y, const float* w, float* x, int64_t h, int64_t col,
                            int64_t c0, int64_t n0) {
@@ -127,30 +122,6 @@ static void weight_grad_tile(const Geometry& g, const float* xt, const float* y,
   fma_block<A, NV>(acc, g.N, y + ((i * g.Wo + j) * g.M + m0) * g.NP, 1, g.NP,
                    xt + ((i * g.s + p) * g.N) * g.WR + j * g.s * g.C + k0, g.WR);
   store_rows(acc, dw + ((i * g.Wo + j) * g.M + m0) * g.K() + p * g.rC() + k0, g.K(), g.rC() - k0);
-}
-
-#define CASE_NV(FN, A, ...)                      \
-  switch (nv) {                                  \
-    case 1: FN<A, 1>(__VA_ARGS__); break;        \
-    case 2: FN<A, 2>(__VA_ARGS__); break;        \
-    case 3: FN<A, 3>(__VA_ARGS__); break;        \
-    default: FN<A, 4>(__VA_ARGS__); break;       \
-  }
-#define DISPATCH(FN, ...)                                  \
-  switch (rows) {                                          \
-    case 1: CASE_NV(FN, 1, __VA_ARGS__) break;             \
-    case 2: CASE_NV(FN, 2, __VA_ARGS__) break;             \
-    case 3: CASE_NV(FN, 3, __VA_ARGS__) break;             \
-    case 4: CASE_NV(FN, 4, __VA_ARGS__) break;             \
-    case 5: CASE_NV(FN, 5, __VA_ARGS__) break;             \
-    case 6: CASE_NV(FN, 6, __VA_ARGS__) break;             \
-    case 7: CASE_NV(FN, 7, __VA_ARGS__) break;             \
-    default: CASE_NV(FN, 8, __VA_ARGS__) break;            \
-  }
-
-// Widest tile (in vectors) that fits the accumulator budget for `rows` broadcast rows.
-static inline int tile_vectors(int rows, int64_t vectors_left) {
-  return (int)std::min<int64_t>(std::min(MAX_NV, ACC_REGS / rows), vectors_left);
 }
 
 extern "C" {
