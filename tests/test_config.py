@@ -105,6 +105,7 @@ def test_overrides_and_files(tmp_path):
     (["model.nope=1"], "unknown setting 'nope'"),
     (["train.lr"], "expected key=value"),
     (["model.stages.7.maps=1"], "not an index below 3"),
+    (["model.stages.1.sparsity=-1"], "model.stages.1.sparsity must be >= 0, got -1"),
     (["model.backend=native", "model.precision=tf32"], "needs model.backend = auto, batched (the native"),
     (["model.backend=torch", "model.precision=bf16"], "needs model.backend = auto, batched or native"),
 ])

@@ -16,6 +16,9 @@ class StageConfig:
     pool_size: int = 5           # L2 pooling window within one map
     pool_stride: int = 1
     lcn_size: int = 5            # Gaussian LCN window (odd)
+    # lambda of this stage's sparsity term; None: model.sparsity. The stages' inputs differ in size
+    # and energy (pixels, then LCN outputs), so one lambda weighs sparsity differently at each.
+    sparsity: float | None = None
 
 
 @dataclass

@@ -32,8 +32,10 @@ def validate(cfg: Config) -> Config:
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             raise ConfigError(f"{key} = {value!r}; expected one of {', '.join(allowed)}")
+    stage_sparsity = [(f"model.stages.{k}.sparsity", st.sparsity, 0) for k, st in enumerate(m.stages)
+                      if st.sparsity is not None]
     for key, value, lo in (("model.sparsity", m.sparsity, 0), ("model.eps", m.eps, 0), ("model.lcn_c", m.lcn_c, 0),
-                           ("train.lr", t.lr, 0), ("train.weight_decay", t.weight_decay, 0)):
+                           ("train.lr", t.lr, 0), ("train.weight_decay", t.weight_decay, 0), *stage_sparsity):
         if not value >= lo:
             raise ConfigError(f"{key} must be >= {lo}, got {value}")
     # bf16 is also the native CPU kernel's (lc_bf16); tf32 only the batched (CUDA) kernel's.

@@ -48,6 +48,11 @@ class DeepSparseAutoencoder(nn.Module):
             x = out.normalized
         return outputs
 
+    def sparsity_weight(self, index: int) -> float:
+        """lambda of stage `index`: its own (StageConfig.sparsity) or the model's."""
+        own = self.cfg.stages[index].sparsity
+        return self.cfg.sparsity if own is None else own
+
     def objective(self, x: torch.Tensor) -> Objective:
         """Summed stage objectives on a batch; see ModelConfig.cross_stage_grad for what reaches which stage."""
         losses, codes = [], []
@@ -58,7 +63,7 @@ class DeepSparseAutoencoder(nn.Module):
             losses.append(stage_loss(x, out.code, stage.reconstruct(out)))
             codes.append(out.filtered)
             x = out.normalized
-        total = sum(loss.total(self.cfg.sparsity) for loss in losses)
+        total = sum(loss.total(self.sparsity_weight(k)) for k, loss in enumerate(losses))
         return Objective(total, losses, codes)
 
     @torch.no_grad()

@@ -30,6 +30,19 @@ def test_stage_objective_equals_formula():
     torch.testing.assert_close(loss.total(lam), per_image.mean())
 
 
+def test_each_stage_weighs_its_sparsity_by_its_own_lambda():
+    """model.stages.K.sparsity replaces model.sparsity for stage K only; the total is the sum of the
+    stages' reconstruction + lambda_K * sparsity."""
+    cfg = copy.deepcopy(preset("tiny").model)
+    cfg.sparsity, cfg.stages[2].sparsity = 0.1, 2.5
+    torch.manual_seed(0)
+    model = DeepSparseAutoencoder(cfg)
+    objective = model.objective(torch.randn(4, 3, 20, 20))
+    expected = sum(s.reconstruction + lam * s.sparsity for s, lam in zip(objective.stages, (0.1, 0.1, 2.5)))
+    torch.testing.assert_close(objective.total, expected)
+    assert [model.sparsity_weight(k) for k in range(3)] == [0.1, 0.1, 2.5]
+
+
 def test_stage_objective_gradcheck():
     stage = _stage(in_size=7, receptive_field=3)
     x = torch.randn(3, 2, 7, 7, dtype=torch.float64)
