@@ -76,6 +76,10 @@ class TrainConfig:
     # Decoupled weight decay, per step w <- w (1 - lr * weight_decay) (AdamW's form): removes what
     # the data do not support. Decoder bases under the unit-norm constraint are unaffected.
     weight_decay: float = 0.0
+    # simultaneous: every stage trains at every step (the paper's). greedy: the steps are split
+    # in equal phases, one per stage; in phase k only stage k trains, on the outputs of the
+    # stages below it, which stay as the earlier phases left them (layer-wise pretraining).
+    schedule: str = "simultaneous"
     seed: int = 0
     device: str = "cpu"          # cpu | cuda | cuda:N | auto
     threads: int = 0             # CPU threads; 0 = PyTorch's default

@@ -10,6 +10,7 @@ CHOICES = {
     "model.norm_constraint": ("decoder", "encoder", "both", "none"),
     "model.backend": ("auto", "native", "batched", "torch"),
     "model.precision": ("fp32", "tf32", "bf16"),
+    "train.schedule": ("simultaneous", "greedy"),
     "model.kind": ("sparse", "sigmoid"),
     "model.decoder_init": ("random", "zero"),
     "data.preprocess": ("standardize", "whiten", "lcn", "none"),

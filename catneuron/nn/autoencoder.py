@@ -53,24 +53,30 @@ class DeepSparseAutoencoder(nn.Module):
         own = self.cfg.stages[index].sparsity
         return self.cfg.sparsity if own is None else own
 
-    def objective(self, x: torch.Tensor) -> Objective:
-        """Summed stage objectives on a batch; see ModelConfig.cross_stage_grad for what reaches which stage."""
+    def objective(self, x: torch.Tensor, active: int | None = None) -> Objective:
+        """Summed stage objectives on a batch; see ModelConfig.cross_stage_grad for what reaches which
+        stage. With `active` (greedy training) the total is stage `active`'s objective alone, the
+        stages below it compute without gradients, and those above it not at all."""
         losses, codes = [], []
-        for stage in self.stages:
-            if not self.cfg.cross_stage_grad:
+        for k, stage in enumerate(self.stages[:len(self.stages) if active is None else active + 1]):
+            if not self.cfg.cross_stage_grad or active is not None:
                 x = x.detach()
-            out = stage(x)
-            losses.append(stage_loss(x, out.code, stage.reconstruct(out)))
+            with torch.set_grad_enabled(torch.is_grad_enabled() and (active is None or k == active)):
+                out = stage(x)
+                losses.append(stage_loss(x, out.code, stage.reconstruct(out)))
             codes.append(out.filtered)
             x = out.normalized
-        total = sum(loss.total(self.sparsity_weight(k)) for k, loss in enumerate(losses))
+        terms = [loss.total(self.sparsity_weight(k)) for k, loss in enumerate(losses)]
+        total = sum(terms) if active is None else terms[active]
         return Objective(total, losses, codes)
 
     @torch.no_grad()
-    def project_(self) -> None:
-        """Apply the unit-norm constraint of the config (after every optimizer step)."""
-        for stage in self.stages:
-            stage.project_(self.cfg.norm_constraint)
+    def project_(self, only: int | None = None) -> None:
+        """Apply the unit-norm constraint of the config (after every optimizer step), to every
+        stage or to stage `only` (the one a greedy step trained: the others stay bit for bit)."""
+        for k, stage in enumerate(self.stages):
+            if only is None or k == only:
+                stage.project_(self.cfg.norm_constraint)
 
 
 def random_baseline(cfg: ModelConfig) -> ModelConfig:

@@ -72,19 +72,28 @@ def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
 def decay_(cfg: Config, params) -> None:
     """Decoupled weight decay (train.weight_decay) for the optimizers that lack it (AdamW has it)."""
     t = cfg.train
-    if t.weight_decay and t.optimizer != "adam":
-        torch._foreach_mul_(list(params), 1.0 - t.lr * t.weight_decay)
+    if t.weight_decay and t.optimizer != "adam":    # only what this step trained (greedy: one stage)
+        torch._foreach_mul_([p for p in params if p.grad is not None], 1.0 - t.lr * t.weight_decay)
 
 
-def train_step(model: DeepSparseAutoencoder, optimizer: torch.optim.Optimizer, cfg: Config, x: torch.Tensor):
-    """One update on batch x: objective, gradient, optimizer step, weight decay, norm constraint.
-    Returns the objective (computed before the update)."""
-    objective = model.objective(x)
+def active_stage(cfg: Config, step: int) -> int | None:
+    """The stage that step `step` (from 0) trains under train.schedule = greedy; None: all of them."""
+    if cfg.train.schedule == "simultaneous":
+        return None
+    stages = len(cfg.model.stages)
+    return min(stages - 1, step * stages // cfg.train.steps)
+
+
+def train_step(model: DeepSparseAutoencoder, optimizer: torch.optim.Optimizer, cfg: Config, x: torch.Tensor,
+               active: int | None = None):
+    """One update on batch x: objective, gradient, optimizer step, weight decay, norm constraint;
+    with `active`, of that stage only (active_stage). Returns the objective (computed before the update)."""
+    objective = model.objective(x, active)
     optimizer.zero_grad(set_to_none=True)
     objective.total.backward()
     optimizer.step()
     decay_(cfg, model.parameters())
-    model.project_()
+    model.project_(active)
     return objective
 
 
@@ -196,7 +205,7 @@ class Trainer:
                 while step < t.steps and not stop.requested:
                     batch, _ = next(batches)
                     x = to_tensor(batch, cfg.data.preprocess, device)
-                    objective = train_step(model, optimizer, cfg, x)
+                    objective = train_step(model, optimizer, cfg, x, active_stage(cfg, step))
                     step += 1
                     images_seen += len(batch)
                     window_images += len(batch)

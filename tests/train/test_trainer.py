@@ -229,3 +229,34 @@ def test_a_full_disk_while_saving_is_a_clear_error_and_leaves_no_file(tmp_path, 
     with pytest.raises(CatneuronError, match="model.safetensors: cannot write .*No space left"):
         checkpoint.save_weights(model, tmp_path / "model.safetensors", {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_greedy_schedule_trains_one_stage_per_phase():
+    """train.schedule = greedy: 9 steps in three phases; a step of phase k moves stage k's weights
+    only, and the objective it returns is that stage's, the stages above not computed."""
+    from catneuron.nn.autoencoder import DeepSparseAutoencoder
+    from catneuron.train.trainer import active_stage, make_optimizer, train_step
+    cfg = _cfg([], steps=9, schedule="greedy", optimizer="sgd", weight_decay=0.1)
+    assert [active_stage(cfg, s) for s in range(9)] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    torch.manual_seed(0)
+    model = DeepSparseAutoencoder(cfg.model)
+    optimizer = make_optimizer(cfg, model.parameters())
+    x = torch.randn(8, 3, 20, 20)
+    for step in (0, 3, 6):
+        active = active_stage(cfg, step)
+        before = [[p.detach().clone() for p in stage.parameters()] for stage in model.stages]
+        objective = train_step(model, optimizer, cfg, x, active)
+        assert len(objective.stages) == active + 1
+        lam = model.sparsity_weight(active)
+        torch.testing.assert_close(objective.total, objective.stages[active].total(lam))
+        for k, stage in enumerate(model.stages):
+            moved = any(not torch.equal(a, b) for a, b in zip(before[k], stage.parameters()))
+            assert moved == (k == active), f"stage {k} at step {step}"
+    assert active_stage(_cfg([], steps=9), 4) is None
+
+
+def test_distributed_trainer_refuses_the_greedy_schedule(tmp_path):
+    from catneuron.train.distributed.ray_trainer import DistributedSettings, DistributedTrainer
+    cfg = _cfg([], steps=10, schedule="greedy")
+    with pytest.raises(CatneuronError, match="train.schedule = greedy"):
+        DistributedTrainer(cfg, tmp_path / "run", DistributedSettings())

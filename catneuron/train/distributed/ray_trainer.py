@@ -154,6 +154,9 @@ class DistributedTrainer:
             raise CatneuronError("--replicas, --ps-shards, --fetch-every, --push-every and --partitions must be >= 1")
         if cfg.train.optimizer not in ("adagrad", "sgd"):
             raise CatneuronError(f"train.optimizer = {cfg.train.optimizer}: the parameter servers apply adagrad or sgd")
+        if cfg.train.schedule != "simultaneous":
+            raise CatneuronError(f"train.schedule = {cfg.train.schedule}: the distributed trainer trains every "
+                                 f"stage at every step (simultaneous)")
 
     def run(self) -> TrainResult:
         with rundir.locked(self.run_dir):
