@@ -42,9 +42,9 @@ def select_kernels(backend: Backend, precision: Precision, *tensors: torch.Tenso
         precision = "fp32"
     if backend == "batched" or precision != "fp32":
         if backend in ("native", "torch"):
-            raise RuntimeError(f"precision {precision} on {tensors[0].device.type} needs the batched kernel "
-                               f"(backend auto or batched); the {backend} kernel computes at the tensors' "
-                               f"precision fp32")
+            cpu_bf16 = precision == "bf16" and tensors[0].device.type == "cpu"
+            raise RuntimeError(f"precision {precision} needs backend auto, batched{' or native' if cpu_bf16 else ''}; "
+                               f"the {backend} kernel computes at the tensors' precision fp32")
         return lc_batched, {"precision": precision}
     if backend in ("auto", "native") and lc_native.supports(*tensors):
         return lc_native, {}

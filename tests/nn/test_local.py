@@ -187,7 +187,7 @@ def test_reduced_precision_goes_through_a_kernel_that_offers_it(precision):
     assert layer.weight.grad is not None and x.grad is not None
     # On the CPU, bf16 is also lc_bf16's (backend native); tf32 only the batched kernel's.
     for backend in ("native", "torch") if precision == "tf32" else ("torch",):
-        with pytest.raises(RuntimeError, match="needs the batched kernel"):
+        with pytest.raises(RuntimeError, match="needs backend auto, batched"):
             locally_connected(x, layer.weight, 1, backend=backend, precision=precision)
 
 
