@@ -8,7 +8,8 @@ baselines (`catneuron probe RUN --set probe.tasks='["faces"]' --set probe.random
 --set probe.linear_filters=N ...`); CONTROL_RUN, if given, is the same recipe trained on the
 face-free control corpus and probed alike. Replaces the row of the same name in OUT (a JSON list)
 and prints it. Accuracies are percent, paper protocol (best of 20 thresholds on the whole test
-set), except `heldout_top_stage_best` (threshold chosen on the validation half, scored on the rest).
+set), except `heldout_top_stage_best` (threshold chosen on the validation half, scored on the rest);
+`best_auc` and `random_best_auc` are the largest ROC AUC of any unit, trained and random weights.
 """
 import argparse
 import json
@@ -45,6 +46,9 @@ def summarize(run: Path, name: str, command: str, control: Path | None) -> dict:
         "control_best": _best(_detectors(control)["trained-whole"]["groups"], 3) if control else None,
         "heldout_top_stage_best": _best(trained, 3, "heldout"),
         "all_negative": round(100 * detectors["trained-whole"]["all_negative"], 2),
+        # more sensitive than accuracy while every unit sits near the all-negative rate
+        "best_auc": round(detectors["trained-whole"]["best_auc"]["auc"], 3),
+        "random_best_auc": round(detectors["random-whole"]["best_auc"]["auc"], 3),
         "structure": [round(last[f"stage{k}/structure"], 3) for k in (1, 2, 3)],
         "kurtosis": [round(last[f"stage{k}/kurtosis"], 2) for k in (1, 2, 3)],
     }

@@ -18,7 +18,8 @@ class LearningMonitor:
     @torch.no_grad()
     def row(self, model, codes: list[torch.Tensor] | None = None) -> dict[str, float]:
         """Per stage: structure and localization of W1, structure of W2, relative distance of W1
-        from its initialization, and (given the batch's filter outputs) the codes' kurtosis."""
+        from its initialization, and (given the batch's filter outputs) the codes' kurtosis, for
+        the stages the step computed (a greedy step computes none above the one it trains)."""
         row = {}
         for k, (stage, enc0) in enumerate(zip(model.stages, self.initial), start=1):
             encoder = summary(stage.encoder.weight)
@@ -27,6 +28,6 @@ class LearningMonitor:
             row[f"stage{k}/localization"] = encoder["localization"]
             enc = location_sample(stage.encoder.weight)
             row[f"stage{k}/from_init"] = float((enc - enc0).norm() / enc0.norm().clamp_min(1e-30))
-            if codes is not None:
+            if codes is not None and k <= len(codes):
                 row[f"stage{k}/kurtosis"] = float(kurtosis(codes[k - 1]))
         return row

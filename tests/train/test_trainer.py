@@ -255,6 +255,15 @@ def test_greedy_schedule_trains_one_stage_per_phase():
     assert active_stage(_cfg([], steps=9), 4) is None
 
 
+def test_a_greedy_run_trains_and_logs_every_phase(tmp_path, shards):
+    cfg = _cfg([shards], steps=6, schedule="greedy", log_every=1, checkpoint_every=3)
+    Trainer(cfg, tmp_path / "run", progress=False).run()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][1:]
+    # kurtosis only for the stages each step computed: phase k (steps 2k+1, 2k+2) reaches stage k+1
+    assert [sum(f"stage{k}/kurtosis" in r for k in (1, 2, 3)) for r in rows] == [1, 1, 2, 2, 3, 3]
+    assert (tmp_path / "run" / "model.safetensors").exists()
+
+
 def test_distributed_trainer_refuses_the_greedy_schedule(tmp_path):
     from catneuron.train.distributed.ray_trainer import DistributedSettings, DistributedTrainer
     cfg = _cfg([], steps=10, schedule="greedy")
