@@ -45,6 +45,7 @@ def library() -> ctypes.CDLL | None:
 
 
 def available() -> bool:
+    # lc_native's layout pass brings the outputs back to PyTorch's layout.
     return os.environ.get("CATNEURON_CPU_BF16", "1") != "0" and library() is not None and lc_native.available()
 
 
