@@ -191,26 +191,10 @@ void catneuron_lc_weight_grad(const float* xt, const float* y, float* dw, int64_
                               int64_t N, int64_t NP, int64_t WR, int64_t Ho, int64_t Wo, int64_t M, int64_t r,
                               int64_t s, int threads) {
   const Geometry g{H, W, C, N, NP, WR, Ho, Wo, M, r, s};
-  const int64_t row_vectors = (g.rC() + VLEN - 1) / VLEN;
-  // Input row outermost: every (output row, kernel row) pair that reads input row h runs while
-  // that row (N x W*C floats) is in L2.
-  parallel_for(H, threads, [&](int64_t begin, int64_t end) {
-    for (int64_t h = begin; h < end; ++h) {
-      const int64_t i_hi = std::min(Ho - 1, h / s);
-      for (int64_t i = first_cover(h, r, s); i <= i_hi; ++i) {
-        const int64_t p = h - i * s;
-        for (int64_t j = 0; j < Wo; ++j)
-          for (int64_t m0 = 0; m0 < M; m0 += 8) {
-            const int rows = (int)std::min<int64_t>(8, M - m0);
-            for (int64_t kv = 0; kv < row_vectors;) {
-              const int nv = tile_vectors(rows, row_vectors - kv);
-              DISPATCH(weight_grad_tile, g, xt, y, dw, i, j, p, m0, kv * VLEN);
-              kv += nv;
-            }
-          }
-      }
-    }
-  });
+  weight_grad_tiles(H, Ho, Wo, M, r, s, g.rC(), VLEN, threads,
+                    [&](int64_t i, int64_t j, int64_t p, int64_t m0, int rows, int nv, int64_t k0) {
+                      DISPATCH(weight_grad_tile, g, xt, y, dw, i, j, p, m0, k0);
+                    });
 }
 
 }  // extern "C"
