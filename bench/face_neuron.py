@@ -51,7 +51,16 @@ def summarize(run: Path, name: str, command: str, control: Path | None) -> dict:
         "random_best_auc": round(detectors["random-whole"]["best_auc"]["auc"], 3),
         "structure": [round(last[f"stage{k}/structure"], 3) for k in (1, 2, 3)],
         "kurtosis": [round(last[f"stage{k}/kurtosis"], 2) for k in (1, 2, 3)],
+        "duplicated": _duplicated(run),
     }
+
+
+def _duplicated(run: Path) -> list[float]:
+    """Per stage, the share of encoder filters with a near-copy at their own location (nn.structure)."""
+    from catneuron.nn.structure import duplicated
+    from catneuron.train.checkpoint import load_model
+    model, _ = load_model(run)
+    return [round(float(duplicated(stage.encoder.weight)), 3) for stage in model.stages]
 
 
 def main() -> None:

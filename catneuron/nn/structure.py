@@ -39,6 +39,16 @@ def localization(weight: torch.Tensor) -> torch.Tensor:
     return window.flatten(-2).amax(-1) / energy.flatten(-2).sum(-1).clamp_min(1e-30)
 
 
+def duplicated(weight: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
+    """(Ho, Wo, M, r, r, C) -> scalar: the share of filters that have a near-copy (|cosine| above
+    `threshold`, either sign) among the other maps at their own location. Untied maps at one
+    location see the same input, so two alike code the same thing twice: capacity lost."""
+    w = F.normalize(weight.detach().float().flatten(3), dim=-1)           # (Ho, Wo, M, D)
+    cos = (w @ w.transpose(-1, -2)).abs()
+    cos.diagonal(dim1=-2, dim2=-1).zero_()
+    return (cos.amax(-1) > threshold).float().mean()
+
+
 def kurtosis(codes: torch.Tensor) -> torch.Tensor:
     """(N, M, H, W) filter outputs -> scalar: E[z^4] / E[z^2]^2 per unit over the batch, averaged.
 

@@ -10,7 +10,7 @@ import torch
 from catneuron import config as C
 from catneuron.data.preprocess import to_tensor
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
-from catneuron.nn.structure import localization, spectral_concentration
+from catneuron.nn.structure import duplicated, localization, spectral_concentration
 from catneuron.train.trainer import make_optimizer, train_step
 
 
@@ -61,6 +61,15 @@ def matched_atoms(dictionary: torch.Tensor, bases: torch.Tensor) -> torch.Tensor
     bases = bases.flatten(1)
     bases = bases / bases.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return (dictionary.flatten(1) @ bases.T).abs().max(1).values
+
+
+def test_duplicated_counts_near_copies_at_one_location_only():
+    torch.manual_seed(0)
+    w = torch.randn(2, 3, 4, 5, 5, 3)                      # random 75-dim filters: |cosine| ~ 0.1
+    assert duplicated(w) == 0
+    w[1, 2, 3] = -2 * w[1, 2, 0] + 0.01 * torch.randn(5, 5, 3)      # a scaled, sign-flipped copy
+    w[0, 0, 1] = w[1, 1, 1]                                 # the same filter at another location: not a copy
+    assert duplicated(w) == 2 / (2 * 3 * 4)
 
 
 def test_one_stage_recovers_a_known_sparse_dictionary():
