@@ -22,8 +22,10 @@ Served by Flask on 127.0.0.1 unless --host says otherwise.
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import json
+import shutil
 import threading
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -42,6 +44,13 @@ img{border:1px solid #ddd;margin:4px;min-width:120px;min-height:60px;background:
 .pics{display:flex;flex-wrap:wrap}form input{width:4em}.note{color:#666}"""
 
 
+def _fingerprint(results: Path, run: Path) -> str:
+    from catneuron.train.checkpoint import weights_file
+    weights = weights_file(run).stat()
+    seen = [results.read_bytes(), str(weights.st_size).encode(), str(weights.st_mtime_ns).encode()]
+    return hashlib.sha256(b"\0".join(seen)).hexdigest()[:16]
+
+
 class RunView:
     """What the pages show about one run, read from its probe cache; per-unit pictures on demand."""
 
@@ -54,7 +63,10 @@ class RunView:
         from catneuron import config as C
         self.cfg = C.from_dict(self.results["config"])     # the probe's settings, the run's network
         self.device = device
-        self.cache = self.run / "probe" / "explore"
+        # Pictures are drawn from these results and weights: a new probe or more training gets new ones.
+        self.cache = self.run / "probe" / "explore" / _fingerprint(path, self.run)
+        for stale in (p for p in self.cache.parent.glob("*") if p.is_dir() and p != self.cache):
+            shutil.rmtree(stale, ignore_errors=True)
         self._lock = threading.Lock()           # one computation at a time: they share the model
         self._loading = threading.RLock()       # each network and test set is loaded once
         self._networks: dict[str, object] = {}
@@ -142,9 +154,10 @@ class RunView:
         from catneuron.probe import testsets
         cfg = self.cfg
         meta = self.results["tasks"][task]["set"]
-        t = testsets.BY_NAME.get(task) or testsets.Task(task, tuple(meta["positives"]), tuple(meta["negatives"]))
-        return testsets.build(t, cfg.model.input_size, cfg.model.channels, cfg.data.root, cfg.probe.seed,
-                              max_positives=cfg.probe.max_positives or None)
+        t = testsets.BY_NAME.get(task) or testsets.Task(task, tuple(meta["positive_sources"]),
+                                                        tuple(meta["negative_sources"]))
+        return testsets.rebuild(t, meta, cfg.model.input_size, cfg.model.channels, cfg.data.root, cfg.probe.seed,
+                                max_positives=cfg.probe.max_positives or None)
 
     def picture(self, task: str, key: str, candidate: int, what: str) -> bytes:
         """PNG of one picture of one unit, from the cache or computed now."""
@@ -373,10 +386,23 @@ def unit_page(view: RunView, task: str, key: str, candidate: int) -> str:
     return _page(f"unit {candidate}", body)
 
 
-def create_app(view: RunView):
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def create_app(view: RunView, hosts: tuple[str, ...] | None = LOOPBACK_NAMES):
+    """The explorer's Flask app. Requests whose Host header names another host than `hosts` are
+    refused (None: any), so that a web page whose domain is re-bound to this machine's address
+    (DNS rebinding) cannot read or drive it."""
     from flask import Flask, Response, request
 
     app = Flask("catneuron.explore")
+
+    @app.before_request
+    def only_our_host():
+        name = request.host
+        name = name[1:name.index("]")] if name.startswith("[") else name.rsplit(":", 1)[0]
+        if hosts is not None and name.lower() not in hosts:
+            return Response(f"explore serves {', '.join(hosts)}, not {name}", status=403, mimetype="text/plain")
 
     def missing(err):
         return Response(_page("not found", f"<h1>Not found</h1><p>{html.escape(str(err))}</p>"

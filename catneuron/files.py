@@ -1,4 +1,5 @@
-"""Files written whole or not at all: a unique temporary name beside the target, then a rename.
+"""Files (and folders) written whole or not at all: a unique temporary name beside the target,
+then a rename.
 
 Two processes writing the same file each publish a complete one (the last rename wins); a kill
 leaves the previous file, never a half-written one, and at worst a hidden ``.NAME.*.tmp``.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,15 +24,45 @@ def replacing(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yields a fresh temporary path in `path`'s folder to write; when the block succeeds it is
     renamed to `path`, otherwise removed. `suffix` ends the temporary name (np.savez wants .npz)."""
     path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except OSError as err:          # name the file the user asked for, not our temporary name
+        raise OSError(err.errno, err.strerror, str(path)) from None
     os.close(fd)
     tmp = Path(name)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)     # after the block: a writer may have replaced the file (safetensors does)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def replacing_dir(path: str | Path) -> Iterator[Path]:
+    """`replacing` for a folder: yields a fresh temporary folder beside `path`; when the block
+    succeeds it takes `path`'s place whole (an existing one is removed), otherwise it is removed.
+    Leftovers of writers that were killed (``.NAME.*``) are removed first."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    for leftover in path.parent.glob(f".{path.name}.*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old."))
+            os.replace(path, old / path.name)
+            shutil.rmtree(old)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def safe_name(name: str) -> str:

@@ -156,6 +156,18 @@ def test_unwritable_out_and_impossible_channels_are_one_line_errors(tmp_path, ca
     assert _error_line(capsys) == "catneuron: error: model.channels = 2; expected 1 (grey) or 3 (RGB)"
 
 
+def test_errors_name_the_users_path_never_a_temporary_one(tmp_path, capsys):
+    from catneuron.files import write_text
+    with pytest.raises(OSError) as err:
+        write_text(tmp_path / "missing" / "dir" / "r.html", "x")
+    assert err.value.filename == str(tmp_path / "missing" / "dir" / "r.html")
+    from catneuron.cli.common import pairs
+    from catneuron.errors import CatneuronError
+    with pytest.raises(CatneuronError, match="--compare ctl/v2=runs/x: the name 'ctl/v2' may hold letters"):
+        pairs(["ctl/v2=runs/x"], "--compare")
+    assert pairs(["ctl-v2.1=runs/x"], "--compare") == {"ctl-v2.1": "runs/x"}
+
+
 def test_ctrl_c_before_training_starts_exits_130_without_a_traceback(monkeypatch, capsys):
     from catneuron.cli import train
 

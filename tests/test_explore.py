@@ -95,7 +95,22 @@ def test_a_unit_page_shows_its_scores_everywhere_and_its_pictures(server):
     for what in PICTURES:
         status, png = _get(f"{base}/unit/faces/trained-whole/7/{what}.png")
         assert status == 200 and png.startswith(b"\x89PNG"), what
-        assert (run / "probe" / "explore" / "faces" / "trained-whole" / f"7-{what}.png").read_bytes() == png
+        cached, = (run / "probe" / "explore").glob(f"*/faces/trained-whole/7-{what}.png")
+        assert cached.read_bytes() == png
+
+
+def test_pictures_are_cached_per_results_and_weights(server):
+    from catneuron.explore import RunView
+    _, run = server
+    results = run / "probe" / "results.json"
+    first = RunView(run).cache
+    text = results.read_text()
+    try:
+        results.write_text(text.replace('"code_version"', '"code_version_"', 1))      # as after a new probe
+        second = RunView(run).cache
+    finally:
+        results.write_text(text)
+    assert first != second and RunView(run).cache == first
 
 
 @pytest.mark.parametrize("path, message", [
@@ -109,6 +124,15 @@ def test_a_unit_page_shows_its_scores_everywhere_and_its_pictures(server):
 def test_bad_input_gets_a_clear_page(server, path, message):
     status, body = _get(server[0] + path)
     assert status == 404 and message in body.decode() and "Traceback" not in body.decode()
+
+
+def test_requests_for_another_host_are_refused(server):
+    """A page on attacker.example re-bound to 127.0.0.1 sends its own name as Host (DNS rebinding)."""
+    base, _ = server
+    status, body = _get(urllib.request.Request(base + "/", headers={"Host": "attacker.example:8000"}))
+    assert status == 403 and b"not attacker.example" in body
+    port = base.rsplit(":", 1)[1]
+    assert _get(urllib.request.Request(base + "/", headers={"Host": f"localhost:{port}"}))[0] == 200
 
 
 def test_an_unprobed_run_is_one_clear_error(tmp_path):

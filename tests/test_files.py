@@ -43,3 +43,26 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_behind(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask     # the usual mode, not mkstemp's private 0600
+
+
+def test_published_files_and_folders_get_the_usual_mode_whoever_writes_them(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+    from catneuron.files import replacing_dir
+    umask = os.umask(0o022)
+    os.umask(umask)
+    with replacing(tmp_path / "w.safetensors") as tmp:       # safetensors replaces the prepared file
+        save_file({"w": torch.zeros(2)}, str(tmp))
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+    (tmp_path / ".out.killed").mkdir()                          # left by a writer that was killed
+    for round_ in range(2):
+        with replacing_dir(tmp_path / "out") as folder:
+            (folder / "a.txt").write_text(str(round_))
+    assert (tmp_path / "out" / "a.txt").read_text() == "1" and (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "w.safetensors"]
+    with pytest.raises(RuntimeError):
+        with replacing_dir(tmp_path / "out") as folder:
+            (folder / "a.txt").write_text("half")
+            raise RuntimeError
+    assert (tmp_path / "out" / "a.txt").read_text() == "1" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "out", "w.safetensors"]

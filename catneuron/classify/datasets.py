@@ -73,6 +73,11 @@ def _decode_all(groups: dict[str, list], classes: list[str], size: int, channels
                 origins.append(origin)
     if not images:
         raise DataError(f"{what}: no readable images")
+    counts = np.bincount(labels, minlength=len(classes))
+    empty = [name for name, n in zip(classes, counts) if n == 0]
+    if empty:
+        raise DataError(f"{what}: class {empty[0]!r} has no readable image ({len(groups[empty[0]])} unreadable); "
+                        f"every class needs examples")
     return LabeledSet(np.stack(images), np.asarray(labels, dtype=np.int64), classes, origins)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from catneuron import config as C
@@ -52,7 +52,7 @@ def load(path: str | Path, device: str = "cpu") -> Classifier:
         clf = Classifier(encoder, json.loads(meta["classes"]), int(meta["input_size"]), int(meta["channels"]),
                          meta["preprocess"], meta["loss"])
         clf.load_state_dict(load_file(str(path)))
-    except (OSError, KeyError, ValueError, RuntimeError) as err:
+    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
         raise CatneuronError(f"{path}: not a catneuron classifier ({err})") from None
     clf.provenance = json.loads(meta.get("provenance") or "{}")
     return clf.to(device).eval()

@@ -1,6 +1,8 @@
 """Training a Classifier: the classifiers alone on frozen features, then fine-tuning everything."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -9,6 +11,7 @@ from catneuron.classify.datasets import LabeledSet
 from catneuron.classify.model import Classifier
 from catneuron.config import ClassifyConfig
 from catneuron.data.preprocess import to_tensor
+from catneuron.errors import CatneuronError
 
 
 def _device(clf: Classifier) -> torch.device:
@@ -23,6 +26,14 @@ def raw_features(clf: Classifier, data: LabeledSet, batch_size: int, progress: b
                   dynamic_ncols=True):
         out.append(clf.raw_features(to_tensor(data.images[i:i + batch_size], clf.preprocess, _device(clf))))
     return torch.cat(out)
+
+
+def _finite(loss: float, epoch: int, setting: str, value: float) -> float:
+    """`loss` when finite; else the error that stops a diverged training before anything is saved."""
+    if not math.isfinite(loss):
+        raise CatneuronError(f"classify: the training loss became {loss} in epoch {epoch + 1}; lower {setting} "
+                             f"(now {value})")
+    return loss
 
 
 def fit_head(clf: Classifier, data: LabeledSet, cfg: ClassifyConfig, progress: bool = True) -> list[float]:
@@ -44,7 +55,7 @@ def fit_head(clf: Classifier, data: LabeledSet, cfg: ClassifyConfig, progress: b
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-        losses.append(total / len(labels))
+        losses.append(_finite(total / len(labels), len(losses), "classify.head_lr", cfg.head_lr))
     return losses
 
 
@@ -70,7 +81,7 @@ def finetune(clf: Classifier, data: LabeledSet, cfg: ClassifyConfig, progress: b
             total += loss.item() * len(idx)
             bar.update(len(idx))
             bar.set_postfix(loss=f"{loss.item():.4g}")
-        losses.append(total / len(data))
+        losses.append(_finite(total / len(data), len(losses), "classify.finetune_lr", cfg.finetune_lr))
     bar.close()
     return losses
 

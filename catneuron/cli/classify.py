@@ -1,12 +1,14 @@
 """`catneuron classify train | compare | predict`: supervised use of the features (docs/classify.md)."""
 from __future__ import annotations
 
+import logging
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 from catneuron.cli.common import DEVICE_HELP, build_config, config_args, device, run_config
-from catneuron.errors import CatneuronError
+from catneuron.errors import CatneuronError, DataError
+
+log = logging.getLogger(__name__)
 
 TASK_HELP = "tiny-imagenet (200 wnids), four-way (faces/cat faces/bodies/natural) or a folder of class folders"
 
@@ -75,11 +77,12 @@ def cmd_compare(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    import csv
-
+    import numpy as np
     from tqdm import tqdm
 
     from catneuron import load
+    from catneuron.classify.model import as_batch
+    from catneuron.files import replacing
     from catneuron.data.images import IMAGE_SUFFIXES
     from catneuron.data.sources import images_under
     clf = load(args.classifier, device(args, None))
@@ -90,14 +93,34 @@ def cmd_predict(args) -> None:
         files += images_under(item) if item.is_dir() else [item]
     if not files:
         raise CatneuronError(f"{', '.join(args.images)}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    with (open(args.out, "w", newline="") if args.out else nullcontext(sys.stdout)) as out:
-        writer = csv.writer(out)
-        writer.writerow(["file", "class", "score"])
-        for i in tqdm(range(0, len(files), 100), desc="predict", unit="batch",
-                      disable=args.no_progress or not args.out):
-            batch = files[i:i + 100]
-            for path, row in zip(batch, clf.scores(batch)):
+    rows, skipped = [], 0
+    for i in tqdm(range(0, len(files), 100), desc="predict", unit="batch", disable=args.no_progress or not args.out):
+        batch, images = [], []
+        for path in files[i:i + 100]:
+            try:
+                images.append(as_batch([path], clf.input_size, clf.channels)[0])
+                batch.append(path)
+            except (DataError, OSError) as err:
+                skipped += 1
+                log.warning("skipped %s", err if isinstance(err, DataError) else f"{path}: {err.strerror}")
+        if images:
+            for path, row in zip(batch, clf.scores(np.stack(images))):
                 k = int(row.argmax())
-                writer.writerow([str(path), clf.classes[k], f"{float(row[k]):.4f}"])
+                rows.append([str(path), clf.classes[k], f"{float(row[k]):.4f}"])
+    if not rows:
+        raise CatneuronError(f"{', '.join(args.images)}: none of the {len(files)} images is readable")
+    if args.out:                      # written whole or not at all
+        with replacing(args.out) as tmp, open(tmp, "w", newline="") as out:
+            _write_csv(out, rows)
+    else:
+        _write_csv(sys.stdout, rows)
     if args.out:
-        print(f"{len(files):,} predictions: {args.out}")
+        note = f" ({skipped:,} unreadable images skipped)" if skipped else ""
+        print(f"{len(rows):,} predictions: {args.out}{note}")
+
+
+def _write_csv(out, rows: list[list[str]]) -> None:
+    import csv
+    writer = csv.writer(out)
+    writer.writerow(["file", "class", "score"])
+    writer.writerows(rows)

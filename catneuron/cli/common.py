@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 
 from catneuron import config as C
@@ -67,5 +68,8 @@ def pairs(items: list[str], flag: str) -> dict[str, str]:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise CatneuronError(f"{flag} {item}: expected NAME=RUN_DIRECTORY, e.g. control=runs/control")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise CatneuronError(f"{flag} {item}: the name {name!r} may hold letters, digits, '_', '-' and '.' "
+                                 f"only (it names files)")
         out[name] = path
     return out

@@ -73,12 +73,18 @@ def add_explore(sub) -> None:
 
 
 def cmd_explore(args) -> None:
-    from catneuron.explore import RunView, create_app
+    from catneuron.explore import LOOPBACK_NAMES, RunView, create_app
     import threading
     view = RunView(args.run, device(args, run_config(args)))
     threading.Thread(target=view.warm, daemon=True, name="explore-warm").start()
+    if args.host in LOOPBACK_NAMES:
+        hosts = LOOPBACK_NAMES
+    elif args.host in ("0.0.0.0", "::"):
+        hosts = None          # every address of the machine, by any name: the user opened it to the network
+    else:
+        hosts = (args.host.lower(),)
     print(f"exploring {args.run} at http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    create_app(view).run(host=args.host, port=args.port, threaded=True)
+    create_app(view, hosts).run(host=args.host, port=args.port, threaded=True)
 
 
 def add_report(sub) -> None:

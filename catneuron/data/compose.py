@@ -15,9 +15,6 @@ The whole corpus is written in a temporary folder and renamed when complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +23,7 @@ from tqdm import tqdm
 
 from catneuron.data.images import decode, encode_jpeg, fit_square
 from catneuron.data.jobs import job_metadata
-from catneuron.files import write_json
+from catneuron.files import replacing_dir, write_json
 from catneuron.data.shards import Record, ShardWriter
 from catneuron.data.sources import Source, count_records, data_root, iter_records, resolve
 from catneuron.errors import DataError
@@ -95,6 +92,8 @@ def compose(mix: list[tuple[str, float]], out: Path, size: int = DEFAULT_SIZE, s
     """Write the corpus to `out` (see the module docstring); returns the manifest."""
     if out.exists() and (out / "manifest.json").exists():
         raise DataError(f"compose: {out} already holds a corpus; choose another --out or delete it")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"compose: {out} exists and is not an empty folder; choose another --out")
     for spec, _ in mix:
         if spec.rstrip("/").rsplit("/", 1)[-1].startswith("test"):
             raise DataError(f"compose: {spec} is a held-out test split; putting it in a training corpus would "
@@ -111,12 +110,7 @@ def compose(mix: list[tuple[str, float]], out: Path, size: int = DEFAULT_SIZE, s
     skipped: list[dict[str, str]] = [{} for _ in parts]       # per part: unreadable record -> why
     streams = [_selected(p, sel, size, bad) for p, sel, bad in zip(parts, chosen, skipped)]
     taken = [0] * len(parts)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)   # mkdtemp's private 0700 would outlive the rename
-    try:
+    with replacing_dir(out) as tmp:
         with ShardWriter(tmp / "train", max_count=shard_size) as writer, \
                 tqdm(total=total, unit="img", desc="compose", disable=not progress, dynamic_ncols=True) as bar:
             for which in order:
@@ -139,10 +133,6 @@ def compose(mix: list[tuple[str, float]], out: Path, size: int = DEFAULT_SIZE, s
                       "files": [str(f) for f in p.source.files]} for p, k in zip(parts, taken)],
             shards=[s.name for s in writer.written], unreadable={k: v for bad in skipped for k, v in bad.items()})
         write_json(tmp / "manifest.json", manifest)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return manifest
 
 

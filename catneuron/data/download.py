@@ -17,6 +17,7 @@ mirror and check its size.
 from __future__ import annotations
 
 import hashlib
+import gzip
 import io
 import json
 import os
@@ -26,6 +27,7 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -40,6 +42,8 @@ from catneuron.data.shards import ShardWriter
 from catneuron.errors import DataError
 
 ENV_MIRROR = "CATNEURON_MIRROR"
+# What reading a cut or corrupt archive raises (UTKFace's has no published checksum to catch it first).
+DAMAGED = (EOFError, zlib.error, gzip.BadGzipFile, tarfile.ReadError, zipfile.BadZipFile)
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,11 @@ def fetch(url: str, dest: Path, progress: bool = True, timeout: float = 60) -> P
             for block in iter(lambda: response.read(1 << 16), b""):
                 f.write(block)
                 bar.update(len(block))
+    expected = (start if resumed else 0) + length
+    got = part.stat().st_size
+    if length and got < expected:     # the server closed early: keep the part, a new run continues it
+        raise DataError(f"download {url}: the connection dropped at {got:,} of {expected:,} bytes; run the "
+                        f"command again to continue from there")
     os.replace(part, dest)
     return dest
 
@@ -156,17 +165,14 @@ def archive_members(path: Path, wanted: Callable[[str], bool] = lambda name: Tru
                 elif wanted(info.filename):
                     yield info.filename, z.read(info)
         return
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                if _is_archive(member.name):
-                    yield from _nested(member.name, tar.extractfile(member).read(), wanted)
-                elif wanted(member.name):
-                    yield member.name, tar.extractfile(member).read()
-    except tarfile.TarError as err:
-        raise DataError(f"{path.name}: not a zip or tar archive ({err})") from None
+    with tarfile.open(path, "r:*") as tar:        # not a tar, or a cut one: download() catches DAMAGED
+        for member in tar:
+            if not member.isfile():
+                continue
+            if _is_archive(member.name):
+                yield from _nested(member.name, tar.extractfile(member).read(), wanted)
+            elif wanted(member.name):
+                yield member.name, tar.extractfile(member).read()
 
 
 def _is_archive(name: str) -> bool:
@@ -210,8 +216,11 @@ class SetWriter:
         return self.counts
 
     def abort(self) -> None:
+        """Nothing of a conversion that failed stays, not even its completed shards."""
         for w in self.writers.values():
             w.abort()
+            for shard in w.written:
+                shard.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +345,14 @@ def download(spec: DatasetSpec, root: Path, mirror: str | None = None, progress:
         raise DataError(f"data root {root} is not writable; pass --root or set CATNEURON_DATA to a writable folder")
     mirror = mirror or os.environ.get(ENV_MIRROR)
     paths = [obtain(a, root / ".downloads", mirror, progress) for a in spec.archives]
-    counts = spec.convert(spec, paths, root)
+    try:
+        counts = spec.convert(spec, paths, root)
+    except DAMAGED as err:        # truncated or corrupt although it passed its (size, checksum) checks
+        for path in paths:
+            path.rename(path.with_name(path.name + ".bad"))
+        why = (str(err).strip().splitlines() or [""])[0].rstrip(":")
+        raise DataError(f"{', '.join(p.name for p in paths)}: damaged archive ({type(err).__name__}: {why}); "
+                        f"set aside as .bad, run the command again to download it anew") from None
     if not counts:
         raise DataError(f"{spec.name}: the archive held no images where expected")
     write_json(marker, job_metadata(dataset=spec.name, archives=[a.url for a in spec.archives], counts=counts))

@@ -48,7 +48,7 @@ def decode_record(rec: Record, size: int, channels: int) -> tuple[np.ndarray | N
     """(image, None) or (None, why it is unreadable); runs in decode workers."""
     try:
         data = rec.require_image()
-        return fit_square(decode(data, rec.origin), size, channels), None
+        return fit_square(decode(data, rec.origin, size), size, channels), None
     except DataError as err:
         return None, str(err)
 

@@ -4,10 +4,13 @@ For each test set: the best trained neuron's response histogram (balanced), its 
 stimuli, and its optimal stimulus (plain and regularized); for faces also the invariance curves;
 the filter galleries (stage 1 beside its initialization, every stage's top patches beside random
 weights') and the training curves (catneuron.probe.filters); and the concept scan. Writes
-RUN/probe/pictures/*.png and RUN/probe/pictures.json.
+RUN/probe/pictures/: the PNGs and their index, index.json, which names the results.json they were
+drawn from (`results_sha256`). The folder is drawn under a temporary name and swapped in whole, so
+a killed visualize leaves the previous pictures or the new ones, never a mix.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -16,7 +19,7 @@ import numpy as np
 import torch
 
 from catneuron.config import Config
-from catneuron.files import replacing, safe_name, write_json
+from catneuron.files import replacing, replacing_dir, safe_name, write_json
 from catneuron.data.sources import data_root, iter_records, resolve_all
 from catneuron.data.images import decode, fit_inside
 from catneuron.data.preprocess import to_tensor
@@ -66,12 +69,19 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
     results_path = run / "probe" / "results.json"
     if not results_path.exists():
         raise CatneuronError(f"{results_path}: not found; run `catneuron probe {run}` first")
-    results = json.loads(results_path.read_text())
+    raw = results_path.read_bytes()
+    results = json.loads(raw)
     model, run_cfg = load_model(run, device)
     cfg = cfg or run_cfg
     cfg.model = run_cfg.model
-    folder = run / "probe" / "pictures"
-    folder.mkdir(parents=True, exist_ok=True)
+    with replacing_dir(run / "probe" / PICTURES) as folder:
+        out = _draw(run, results, folder, model, cfg, steps, concepts, positives, negatives, device, concept_images)
+        out["results_sha256"] = hashlib.sha256(raw).hexdigest()
+        write_json(folder / INDEX, out)
+    return out
+
+
+def _draw(run, results, folder, model, cfg, steps, concepts, positives, negatives, device, concept_images) -> dict:
     S, C, pre = cfg.model.input_size, cfg.model.channels, cfg.data.preprocess
     out = {"tasks": {}}
     for task in tasks_of(cfg, positives, negatives):
@@ -81,8 +91,8 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
         mode = key.split("-", 1)[1]
         det = NetworkDetectors(model, cfg.model, mode, cfg.probe.placements, pre, device)
         candidate = best["unit"] + det.units * det.positions.index(tuple(best["placement"]))
-        ts = testsets.build(task, S, C, cfg.data.root, cfg.probe.seed,
-                            max_positives=cfg.probe.max_positives or None)
+        ts = testsets.rebuild(task, results["tasks"][task.name]["set"], S, C, cfg.data.root, cfg.probe.seed,
+                              max_positives=cfg.probe.max_positives or None)
         responses = np.load(run / "probe" / "stages" / f"{safe_name(task.name)}__{key}.npz")[str(candidate)]
         name = safe_name(task.name)
         pics = {"neuron": best, "mode": mode}
@@ -124,8 +134,19 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
     if concepts:
         det = NetworkDetectors(model, cfg.model, "whole", 1, pre, device)
         out["concepts"] = scan(det, load_concepts(S, cfg.data.root, seed=cfg.probe.seed, per_class=concept_images))
-    write_json(run / "probe" / "pictures.json", out)
     return out
+
+
+PICTURES, INDEX = "pictures", "index.json"
+
+
+def read_index(run: Path) -> dict | None:
+    """The pictures' index when they were drawn from the run's current results.json, else None."""
+    index, results = run / "probe" / PICTURES / INDEX, run / "probe" / "results.json"
+    if not index.exists() or not results.exists():
+        return None
+    pictures = json.loads(index.read_text())
+    return pictures if pictures.get("results_sha256") == hashlib.sha256(results.read_bytes()).hexdigest() else None
 
 
 FILTER_IMAGES = 2000        # training images the top-patch galleries are drawn from

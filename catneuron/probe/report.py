@@ -12,6 +12,7 @@ from catneuron.errors import CatneuronError
 from catneuron.provenance import code_version
 from catneuron.files import write_text
 from catneuron.probe import calibration
+from catneuron.probe.pictures import INDEX, PICTURES, read_index
 
 # Reference accuracies (%) the paper states in its text (Table 1's other cells did not survive the
 # text extraction we have, so they are left out rather than recalled).
@@ -218,15 +219,23 @@ text-align:right}td.l,th{text-align:left}td.ref{color:#888}.note{color:#555;font
 padding:.6em;overflow:auto;font-size:11px;max-height:25em}h2{border-bottom:1px solid #ddd;margin-top:1.6em}"""
 
 
+def _no_pictures(stale: bool) -> str:
+    if stale:
+        return ("<p>(the pictures were drawn from an earlier probe's results and are not shown: run "
+                "<code>catneuron visualize</code> again)</p>")
+    return "<p>(run <code>catneuron visualize</code> for pictures)</p>"
+
+
 def report(run: str | Path, out: str | Path | None = None) -> Path:
     run = Path(run)
     results_path = run / "probe" / "results.json"
     if not results_path.exists():
         raise CatneuronError(f"{results_path}: not found; run `catneuron probe {run}` first")
     results = json.loads(results_path.read_text())
-    pics_path = run / "probe" / "pictures.json"
-    pictures = json.loads(pics_path.read_text()) if pics_path.exists() else {"tasks": {}}
-    folder = run / "probe" / "pictures"
+    folder = run / "probe" / PICTURES
+    index = read_index(run)      # None too when the pictures are from another probe than results.json
+    stale = index is None and (folder / INDEX).exists()
+    pictures = index or {"tasks": {}}
     run_json = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
     corpora = {}
     for src in results["config"]["data"]["train"]:
@@ -262,7 +271,7 @@ no learning (the floor: random weights, the first stage, linear filters) and onl
 (the giveaway check). Held-out half; docs/probe.md has the construction.</p>{calibrations}</section>
 <section id=learned><h2>What the network learned</h2>{_learned(pictures.get('filters'), folder)}</section>
 <section id=sublayers><h2>Where the best neurons are</h2>{sublayers}</section>
-<section id=neurons><h2>The best neurons</h2>{neurons or '<p>(run <code>catneuron visualize</code> for pictures)</p>'}</section>
+<section id=neurons><h2>The best neurons</h2>{neurons or _no_pictures(stale)}</section>
 <section id=concepts><h2>Concept scan</h2>{_concepts(pictures.get('concepts'))}</section>
 <section id=provenance><h2>Provenance</h2>
 <h3>Configuration</h3><pre>{html.escape(json.dumps(results['config'], indent=1))}</pre>

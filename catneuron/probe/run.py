@@ -138,7 +138,8 @@ def training_sample(cfg: Config, count: int, seed: int) -> tuple[np.ndarray, lis
         if not wanted[index]:
             continue
         try:
-            img = fit_square(decode(rec.require_image(), rec.origin), cfg.model.input_size, cfg.model.channels)
+            size = cfg.model.input_size
+            img = fit_square(decode(rec.require_image(), rec.origin, size), size, cfg.model.channels)
         except DataError:
             continue
         name = rec.meta().get("source_set", spec) if "json" in rec.files else spec
@@ -248,7 +249,8 @@ def probe(run: str | Path, cfg: Config | None = None, compare: dict[str, str] | 
         ts = testsets.build(task, cfg.model.input_size, cfg.model.channels, cfg.data.root, cfg.probe.seed,
                             max_positives=cfg.probe.max_positives or None)        # 3
         log.info("%s", ts.describe())
-        entry = {"set": {**ts.meta, "positives": int(ts.labels.sum()), "negatives": int((~ts.labels).sum()),
+        entry = {"set": {**ts.meta, "positive_sources": ts.meta["positives"], "negative_sources": ts.meta["negatives"],
+                         "positives": int(ts.labels.sum()), "negatives": int((~ts.labels).sum()),
                          "all_negative": ts.all_negative, "validation": int(ts.val.sum())}, "detectors": {}}
         if cfg.probe.calibrate:
             entry["calibration"] = calibration.calibrate(ts, cfg.probe.seed, cfg.probe.ceiling_steps)

@@ -21,6 +21,7 @@ import functools
 import torch
 
 from catneuron import native
+from catneuron.errors import CatneuronError
 
 THRESHOLDS = 20
 
@@ -72,6 +73,11 @@ class StreamingScorer:
     def observe_range(self, acts: torch.Tensor) -> None:
         """acts: (B, U)."""
         self.lo, self.hi = self.lo.to(acts.device), self.hi.to(acts.device)
+        finite = torch.isfinite(acts).all(0)
+        if not finite.all():           # a NaN would land in some bin and be scored as a response
+            units = torch.nonzero(~finite).flatten()
+            raise CatneuronError(f"{len(units)} detectors respond NaN or inf (the first: detector {int(units[0])}); "
+                                 f"nothing scored. Are the weights from a training that diverged?")
         if acts.shape[0]:
             self.lo = torch.minimum(self.lo, acts.min(0).values.float())
             self.hi = torch.maximum(self.hi, acts.max(0).values.float())

@@ -38,7 +38,7 @@ from PIL import Image
 
 from catneuron.data.images import decode, fit_inside
 from catneuron.data.sources import data_root, iter_records, resolve_all
-from catneuron.errors import DataError
+from catneuron.errors import CatneuronError, DataError
 from catneuron.files import replacing
 from catneuron.probe.scenes import Scene, compose, ellipse_mask, sharpness, source_chain
 
@@ -265,6 +265,18 @@ def _load_cached(path: Path, name: str) -> TestSet | None:
 def count(specs, root) -> int:
     from catneuron.data.sources import count_records
     return count_records(resolve_all(list(specs), root))
+
+
+def rebuild(task: Task, recorded: dict, size: int, channels: int, root: str | None, seed: int,
+            max_positives: int | None) -> TestSet:
+    """The test set a probe scored (`recorded`: its results' "set" entry), built again; a
+    CatneuronError when these settings or files give another set, whose images would not match
+    the recorded responses."""
+    ts = build(task, size, channels, root, seed, max_positives=max_positives)
+    if ts.meta["key"] != recorded.get("key"):
+        raise CatneuronError(f"test set {task.name}: not the one the probe scored (other images, --positives/"
+                             f"--negatives, probe.seed or probe.max_positives); probe again with these settings")
+    return ts
 
 
 def build(task: Task, size: int, channels: int = 3, root: str | None = None, seed: int = 0,

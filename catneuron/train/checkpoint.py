@@ -15,7 +15,6 @@ import logging
 import pickle
 import random
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from catneuron.errors import CatneuronError
-from catneuron.files import replacing
+from catneuron.files import replacing, replacing_dir
 
 PREFIX = "step-"
 UNREADABLE = (OSError, RuntimeError, ValueError, EOFError, KeyError, SafetensorError, pickle.UnpicklingError)
@@ -33,22 +32,39 @@ log = logging.getLogger(__name__)
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    """Every generator's state as tensors and plain values, so that trainer.pt loads with
+    torch.load(weights_only=True): a checkpoint is data, never code."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     random.setstate(state["python"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first tensor holding a NaN or an infinity, else None."""
+    return next((name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()),
+                None)
+
+
 def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    """Weights as safetensors, written to a temporary file and renamed."""
+    """Weights as safetensors, written to a temporary file and renamed; never non-finite ones."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = nonfinite(tensors)
+    if bad is not None:
+        raise CatneuronError(f"{path}: not written: {bad} holds NaN or inf (the training diverged)")
     try:
         with replacing(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
@@ -60,20 +76,14 @@ def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.op
          trainer_state: dict, metadata: dict[str, str], keep: int = 2) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{PREFIX}{step:08d}"
-    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{final.name}."))
-    try:
+    with replacing_dir(final) as tmp:
         save_weights(model, tmp / "model.safetensors", {**metadata, "step": str(step)})
         try:
-            torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": _rng_state(), **trainer_state},
-                       tmp / "trainer.pt")
+            with replacing(tmp / "trainer.pt") as path:
+                torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": _rng_state(),
+                            **trainer_state}, path)
         except RuntimeError as err:     # torch's writer reports a full disk this way
             raise CatneuronError(f"{final}: cannot write the checkpoint ({_first_line(err)})") from None
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     for old in complete(directory)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -105,12 +115,19 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | 
     Both files are read whole before anything is restored, so a damaged checkpoint changes nothing."""
     try:
         weights = load_file(str(path / "model.safetensors"), device=str(device))
-        state = torch.load(path / "trainer.pt", map_location=device, weights_only=False)
+        state = torch.load(path / "trainer.pt", map_location=device, weights_only=True)
+        _require_finite(weights, path / "model.safetensors")
         model.load_state_dict(weights)
+    except pickle.UnpicklingError:
+        raise CatneuronError(f"checkpoint {path}: trainer.pt holds objects other than tensors and plain values "
+                             f"(another program wrote it, or a catneuron older than this check); not loaded, since "
+                             f"unpickling it could run code") from None
     except UNREADABLE as err:
         raise CatneuronError(f"checkpoint {path}: unreadable ({_first_line(err)})") from None
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:    # the state (moments, sums) is the run's; the rates the config's
+            group.update(optimizer.defaults)
         _set_rng_state(state["rng"])
     return state
 
@@ -130,6 +147,13 @@ def load_latest(directory: Path, model: torch.nn.Module, optimizer: torch.optim.
     return None
 
 
+def _require_finite(weights: dict[str, torch.Tensor], path: Path) -> None:
+    bad = nonfinite(weights)
+    if bad is not None:
+        raise CatneuronError(f"{path}: {bad} holds NaN or inf (written by a training that diverged); "
+                             f"retrain with a lower train.lr")
+
+
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
@@ -145,7 +169,7 @@ def read_metadata(path: Path) -> dict:
     return meta
 
 
-def _weights_file(path: str | Path) -> Path:
+def weights_file(path: str | Path) -> Path:
     """A run directory's final weights, else its newest checkpoint's; or the file itself."""
     path = Path(path)
     if path.is_dir():
@@ -160,7 +184,7 @@ def _weights_file(path: str | Path) -> Path:
 def model_config(path: str | Path):
     """The Config stored with a run's weights (see load_model), without loading the weights."""
     from catneuron import config as C
-    path = _weights_file(path)
+    path = weights_file(path)
     try:
         return C.from_dict(read_metadata(path)["config"])
     except (OSError, KeyError, ValueError) as err:
@@ -171,11 +195,13 @@ def load_model(path: str | Path, device="cpu"):
     """(model, config) from a run directory (its final weights, else its newest checkpoint) or from
     a .safetensors file written by the trainer."""
     from catneuron.nn.autoencoder import DeepSparseAutoencoder
-    path = _weights_file(path)
+    path = weights_file(path)
     cfg = model_config(path)
     model = DeepSparseAutoencoder(cfg.model, device=device)
     try:
-        model.load_state_dict(load_file(str(path), device=str(device)))
+        weights = load_file(str(path), device=str(device))
     except UNREADABLE as err:
         raise CatneuronError(f"{path}: unreadable weights ({_first_line(err)})") from None
+    _require_finite(weights, path)
+    model.load_state_dict(weights)
     return model.eval(), cfg

@@ -19,6 +19,33 @@ LOCK = ".lock"
 RUN_FILES = ("model.safetensors", "config.json", "metrics.jsonl", "checkpoints")
 
 
+# What a resumed run must share with the run it continues: the network, and what its optimizer
+# state and data position refer to. Rates, lengths and logging may change on --resume (the
+# optimizer then takes the new values: checkpoint.load).
+FIXED_ON_RESUME = ("train.optimizer", "train.seed", "train.schedule", "data.train", "data.preprocess",
+                   "data.shuffle_buffer")
+NOT_THE_NETWORK = ("backend", "precision")      # how the kernels compute it, not what it computes
+
+
+def _setting(d: dict, key: str):
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def check_resume(run_dir: Path, saved: dict, wanted: dict, extra: dict[str, tuple] | None = None) -> None:
+    """A one-line error naming the first setting that `wanted` (a config as a dict) changes from
+    the run's `saved` config and that a resumed run cannot change; `extra` adds {name: (saved,
+    wanted)} pairs (e.g. the distributed layout). Call it before writing anything."""
+    model = [f"model.{k}" for k in sorted(set(saved.get("model", {})) | set(wanted.get("model", {})))
+             if k not in NOT_THE_NETWORK]
+    pairs = {key: (_setting(saved, key), _setting(wanted, key)) for key in model + list(FIXED_ON_RESUME)}
+    for key, (was, now) in {**pairs, **(extra or {})}.items():
+        if was != now:
+            raise CatneuronError(f"--resume: {key} is {now!r} but {run_dir} was trained with {was!r}; a resumed "
+                                 f"run keeps it (start a new run with another --out to change it)")
+
+
 def refuse_existing(run_dir: Path, resume: bool) -> None:
     if resume or not run_dir.is_dir():
         return

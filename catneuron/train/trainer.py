@@ -140,9 +140,7 @@ class Trainer:
         rundir.refuse_existing(self.run_dir, self.resume)
         if self.resume and (self.run_dir / "config.json").exists():
             # Through load_file, so settings added since the run started compare at their defaults.
-            saved = load_file(self.run_dir / "config.json").to_dict()
-            if _network(saved["model"]) != _network(self.cfg.to_dict()["model"]):
-                raise CatneuronError(f"--resume: the model settings differ from those of {self.run_dir}/config.json")
+            rundir.check_resume(self.run_dir, load_file(self.run_dir / "config.json").to_dict(), self.cfg.to_dict())
         for stale in checkpoint.remove_partial(self.ckpt_dir):
             log.info("removed %s, left by a save that was killed", stale)
 
@@ -190,6 +188,12 @@ class Trainer:
         meta = _weights_metadata(cfg)
 
         def save_checkpoint():
+            bad = checkpoint.nonfinite(model.state_dict())
+            if bad is not None:      # the checkpoints already written stay the ones to resume from
+                good = checkpoint.latest(self.ckpt_dir)
+                kept = f"the last good checkpoint, {good.name}, is kept" if good else "no checkpoint was written"
+                raise CatneuronError(f"the weights became NaN or inf by step {step} ({bad}); {kept}. Lower "
+                                     f"train.lr (now {t.lr}) and continue with --resume")
             checkpoint.save(self.ckpt_dir, step, model, optimizer,
                             {"images_seen": images_seen, "stream": stream.state.as_dict()}, meta)
 
@@ -212,8 +216,11 @@ class Trainer:
                     if step % t.log_every == 0 or step == t.steps:
                         loss_value = objective.total.item()
                         if not math.isfinite(loss_value):
-                            raise CatneuronError(f"the objective became {loss_value} at step {step}; "
-                                                 f"lower train.lr (now {t.lr})")
+                            good = checkpoint.latest(self.ckpt_dir)
+                            kept = f"; the last good checkpoint is {good.name}" if good else ""
+                            raise CatneuronError(f"the objective became {loss_value} between steps "
+                                                 f"{(step - 1) // t.log_every * t.log_every} and {step}{kept}. Lower train.lr "
+                                                 f"(now {t.lr}) and continue with --resume")
                         now = time.perf_counter()
                         rate = window_images / max(now - window_start, 1e-9)
                         window_start, window_images = now, 0
@@ -256,11 +263,6 @@ class Trainer:
         run["sessions"][-1]["skipped"] = dict(list(skipped.items())[:1000])
         run["sessions"][-1]["skipped_count"] = len(skipped)
         write_json(path, run)
-
-
-def _network(model: dict) -> dict:
-    """The model settings that define the network (not how its kernels compute it)."""
-    return {k: v for k, v in model.items() if k not in ("backend", "precision")}
 
 
 def _read_run_json(path: Path) -> dict:

@@ -12,7 +12,7 @@ from catneuron.classify.datasets import LabeledSet, from_field, from_folders, lo
 from catneuron.classify.model import Classifier
 from catneuron.classify.train import accuracy, finetune, fit_head
 from catneuron.cli import main
-from catneuron.errors import DataError
+from catneuron.errors import CatneuronError, DataError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.data.shards import ShardWriter
 from tests.data.helpers import png_bytes
@@ -58,6 +58,18 @@ def test_frozen_training_keeps_the_network_and_finetuning_changes_it():
     assert all("stages.0" in k or "stages.1" in k or "stages.2" in k for k in changed)
 
 
+def test_a_diverging_fine_tune_is_an_error_and_nothing_is_saved(tmp_path):
+    data = _separable(n=60, size=20, classes=2)
+    clf = _tiny_classifier(data)
+    cfg = C.ClassifyConfig(head_epochs=2, finetune_epochs=2, batch_size=20, finetune_lr=1e30)
+    fit_head(clf, data, cfg, progress=False)
+    with pytest.raises(CatneuronError, match=r"loss became (nan|inf) in epoch \d; lower classify.finetune_lr \(now 1e\+30\)"):
+        finetune(clf, data, cfg, progress=False)
+    with pytest.raises(CatneuronError, match="not written: .* holds NaN or inf"):
+        export.save(clf, tmp_path / "clf", C.preset("tiny").model, {})
+    assert not (tmp_path / "clf" / export.FILE).exists()
+
+
 def test_halves_are_disjoint_complete_and_seeded():
     data = _separable(n=101)
     a, b = data.halves(seed=3)
@@ -78,6 +90,11 @@ def _folder(tmp_path, counts):
 def test_bad_labels_are_one_clear_error(tmp_path):
     with pytest.raises(DataError, match="empty: class folder has no images"):
         from_folders(_folder(tmp_path / "a", {"cat": 2, "empty": 0}), 20, progress=False)
+    broken = _folder(tmp_path / "c", {"cat": 2, "dog": 0})
+    for i in range(3):
+        (broken / "dog" / f"{i}.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"class 'dog' has no readable image \(3 unreadable\)"):
+        from_folders(broken, 20, progress=False)
     with pytest.raises(DataError, match="found 1 class sub-folders, expected at least 2"):
         from_folders(_folder(tmp_path / "b", {"cat": 2}), 20, progress=False)
     with ShardWriter(tmp_path / "s" / "set", max_count=10) as w:
@@ -115,6 +132,21 @@ def test_cli_trains_on_class_folders_and_predicts_a_folder(tmp_path, capsys):
     assert rows[0] == "file,class,score" and len(rows) == 7 and all(r.split(",")[1] in "ab" for r in rows[1:])
     assert main(["classify", "predict", str(tmp_path / "clf"), str(tmp_path / "nothing-here")]) == 2
     assert "nothing-here: no such image file or folder" in capsys.readouterr().err
+    (folders / "a" / "9.png").write_bytes(b"\x89PNG cut short")      # unreadable, among readable ones
+    assert main(["classify", "predict", str(tmp_path / "clf"), str(folders / "a"), "--out", str(tmp_path / "p.csv"),
+                 "--no-progress"]) == 0
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 7
+    assert "(1 unreadable images skipped)" in capsys.readouterr().out
+    for f in (folders / "a").iterdir():
+        f.write_bytes(b"nothing")
+    assert main(["classify", "predict", str(tmp_path / "clf"), str(folders / "a"), "--out", str(tmp_path / "p.csv"),
+                 "--no-progress"]) == 2
+    assert "none of the 7 images is readable" in capsys.readouterr().err
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 7            # the earlier CSV, untouched
+    weights = tmp_path / "clf" / export.FILE
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(CatneuronError, match="classifier.safetensors: not a catneuron classifier"):
+        load(tmp_path / "clf")
 
 
 def test_four_way_task_from_the_real_data(datasets):

@@ -38,6 +38,7 @@ def _tiny_imagenet_zip() -> bytes:
 class _RangeHandler(http.server.BaseHTTPRequestHandler):
     files: dict = {}
     ranges: list = []
+    drop_at: float | None = None        # send this fraction of the body, then close the connection
 
     def do_GET(self):
         data = self.files.get(self.path.lstrip("/"))
@@ -57,7 +58,11 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
-        self.wfile.write(data[start:])
+        body = data[start:]
+        if self.drop_at is not None:
+            body = body[:int(len(body) * self.drop_at)]
+            self.close_connection = True
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
@@ -65,7 +70,7 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    handler = type("Handler", (_RangeHandler,), {"files": {}, "ranges": []})
+    handler = type("Handler", (_RangeHandler,), {"files": {}, "ranges": [], "drop_at": None})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -121,3 +126,28 @@ def test_local_mirror_needs_no_network(tmp_path):
 def test_unreachable_server_is_one_clear_error(tmp_path):
     with pytest.raises(DataError, match="download http://127.0.0.1:9/x.zip"):
         fetch("http://127.0.0.1:9/x.zip", tmp_path / "x.zip", progress=False)
+
+
+def test_a_dropped_connection_is_not_a_complete_download_and_is_continued(server, tmp_path):
+    handler, base = server
+    data = _tiny_imagenet_zip()
+    handler.files["t.zip"], handler.drop_at = data, 0.6
+    with pytest.raises(DataError, match=f"the connection dropped at {int(len(data) * 0.6):,} of {len(data):,} bytes"):
+        fetch(f"{base}/t.zip", tmp_path / "t.zip", progress=False)
+    assert not (tmp_path / "t.zip").exists() and (tmp_path / "t.zip.part").stat().st_size == int(len(data) * 0.6)
+    handler.drop_at = None
+    assert fetch(f"{base}/t.zip", tmp_path / "t.zip", progress=False).read_bytes() == data
+
+
+def test_a_damaged_archive_without_a_checksum_is_set_aside_and_fetched_anew(server, tmp_path):
+    handler, base = server
+    data = _tiny_imagenet_zip()
+    handler.files["tiny-imagenet-200.zip"] = data[:len(data) // 2]          # cut, and served as if whole
+    spec = dataclasses.replace(DATASETS["tiny-imagenet"], archives=(
+        Archive(f"{base}/tiny-imagenet-200.zip", "tiny-imagenet-200.zip"),))    # no size, no MD5 (as UTKFace)
+    with pytest.raises(DataError, match="tiny-imagenet-200.zip: damaged archive .*run the command again"):
+        download(spec, tmp_path, progress=False)
+    assert (tmp_path / ".downloads" / "tiny-imagenet-200.zip.bad").exists()
+    assert not (tmp_path / ".downloads" / "tiny-imagenet-200.zip").exists() and not (tmp_path / "natural-64").exists()
+    handler.files["tiny-imagenet-200.zip"] = data
+    assert download(spec, tmp_path, progress=False) == {"natural-64/train": 4, "natural-64/val": 2}

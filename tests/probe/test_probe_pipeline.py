@@ -67,6 +67,37 @@ def _probe_cfg(run):
                                    "probe.ceiling_steps=60", "probe.placements=1"])
 
 
+def test_own_positives_that_are_all_unreadable_are_an_error_and_keep_the_results(tiny_run, tmp_path, monkeypatch):
+    from catneuron.errors import DataError
+    monkeypatch.setenv("CATNEURON_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "pos").mkdir()
+    for i in range(4):
+        (tmp_path / "pos" / f"{i}.jpg").write_bytes(b"truncated")
+    results = tiny_run / "probe" / "results.json"
+    before = results.read_bytes() if results.exists() else None
+    cfg = C.apply_overrides(_probe_cfg(tiny_run), ["probe.calibrate=false", "probe.kmeans_centroids=0"])
+    with pytest.raises(DataError, match="test set custom: no readable positives"):
+        probe(tiny_run, cfg, positives=[str(tmp_path / "pos")], negatives=["natural-64/val"], progress=False)
+    assert (results.read_bytes() if results.exists() else None) == before
+
+
+def test_own_test_sets_can_be_explored_and_other_sets_are_not_drawn_from_their_responses(tiny_run, tmp_path,
+                                                                                         monkeypatch):
+    from catneuron.errors import CatneuronError
+    from catneuron.explore import RunView
+    monkeypatch.setenv("CATNEURON_CACHE", str(tmp_path / "cache"))
+    for name, n in (("a", 12), ("b", 14), ("neg", 40)):
+        write_shards(tmp_path / name / "set", random_images(n, size=24, seed=n), per_shard=50)
+    cfg = C.apply_overrides(_probe_cfg(tiny_run), ["probe.calibrate=false", "probe.kmeans_centroids=0",
+                                                   "probe.random_weights=false"])
+    probe(tiny_run, cfg, positives=[str(tmp_path / "a")], negatives=[str(tmp_path / "neg")], progress=False)
+    view = RunView(tiny_run)
+    assert len(view.test_set("custom").labels) == 12 + 22
+    with pytest.raises(CatneuronError, match="test set custom: not the one the probe scored"):
+        visualize(tiny_run, cfg, steps=2, concepts=False, positives=[str(tmp_path / "b")],
+                  negatives=[str(tmp_path / "neg")])
+
+
 def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setenv("CATNEURON_CACHE", str(tmp_path / "cache"))
     results = probe(tiny_run, _probe_cfg(tiny_run), compare={"control": str(tiny_run)}, progress=False)
@@ -123,6 +154,11 @@ def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeyp
                         f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
         pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
         assert pixels.shape == (2000, 1000) and pixels.std() > 20          # rendered, not a blank page
+    # a new probe: the pictures drawn from the old results are not shown beside the new scores
+    results = tiny_run / "probe" / "results.json"
+    results.write_text(results.read_text().replace('"code_version"', '"code_version" ', 1))
+    text = report(tiny_run).read_text()
+    assert "drawn from an earlier probe" in text and text.count("data:image/png;base64,") < 19
 
 
 def test_the_sigmoid_baseline_flows_through_the_probe(tiny_run, tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from catneuron.errors import CatneuronError
 from catneuron.probe.selectivity import StreamingScorer, brute_force_best, exact_auc
 
 
@@ -45,6 +46,13 @@ def test_constant_candidate_scores_as_all_negative():
     labels = torch.tensor([True, False, False, False])
     scores = _score(torch.ones(4, 2), labels)
     assert scores.accuracy.tolist() == [0.75, 0.75] and scores.auc.tolist() == [0.5, 0.5]
+
+
+def test_non_finite_responses_are_an_error_not_a_score():
+    acts = torch.rand(50, 6)
+    acts[7, 4] = float("nan")
+    with pytest.raises(CatneuronError, match=r"1 detectors respond NaN or inf \(the first: detector 4\)"):
+        _score(acts, torch.rand(50) > 0.5)
 
 
 def test_exact_auc_with_ties():

@@ -1,4 +1,6 @@
 import json
+import os
+import random
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from safetensors.torch import load_file
 
 from catneuron import config as C
 from catneuron.errors import CatneuronError
+from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.train import checkpoint
 from catneuron.train.trainer import Trainer
 from tests.data.helpers import random_images, write_shards
@@ -153,6 +156,41 @@ def test_every_checkpoint_damaged_is_one_clear_error(tmp_path, shards):
         Trainer(_cfg([shards], 30, checkpoint_every=10), tmp_path / "run", resume=True, progress=False).run()
 
 
+class _RunsCode:
+    """A pickle that runs a shell command when loaded."""
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path, shards):
+    Trainer(_cfg([shards], 20, checkpoint_every=10), tmp_path / "run", progress=False).run()
+    marker = tmp_path / "code-ran"
+    for c in checkpoint.complete(tmp_path / "run" / "checkpoints"):
+        state = torch.load(c / "trainer.pt", weights_only=True)
+        torch.save({**state, "payload": _RunsCode(marker)}, c / "trainer.pt")
+    done = subprocess.run([sys.executable, "-m", "catneuron.cli", "train", "--preset", "tiny", "--data", shards,
+                           "--steps", "30", "--no-progress", "--resume", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True)
+    assert not marker.exists()
+    assert done.returncode == 2 and "none of the 2 checkpoints is readable" in done.stderr
+    assert "not loaded, since unpickling it could run code" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_checkpoints_restore_every_random_generator(tmp_path, shards):
+    Trainer(_cfg([shards], 10, checkpoint_every=10), tmp_path / "run", progress=False).run()
+    model = DeepSparseAutoencoder(C.preset("tiny").model)
+    checkpoint.load(checkpoint.latest(tmp_path / "run" / "checkpoints"), model, torch.optim.SGD(model.parameters()),
+                    "cpu")
+    draws = (torch.rand(3), np.random.rand(3), random.random())
+    checkpoint.load(checkpoint.latest(tmp_path / "run" / "checkpoints"), model, torch.optim.SGD(model.parameters()),
+                    "cpu")
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(draws[0], again[0]) and np.array_equal(draws[1], again[1]) and draws[2] == again[2]
+
+
 def test_unreadable_training_images_are_kept_in_run_json(tmp_path):
     from PIL import Image
     folder = tmp_path / "imgs"
@@ -169,8 +207,59 @@ def test_resume_refuses_a_different_model(tmp_path, shards):
     Trainer(_cfg([shards], 2), tmp_path / "run", progress=False).run()
     cfg = _cfg([shards], 4)
     cfg.model.sparsity = 0.5
-    with pytest.raises(CatneuronError, match="model settings differ"):
+    with pytest.raises(CatneuronError, match="model.sparsity is 0.5 but .* was trained with 0.1"):
         Trainer(cfg, tmp_path / "run", resume=True, progress=False).run()
+
+
+@pytest.mark.parametrize("key, value", [("optimizer", "adam"), ("seed", 7)])
+def test_resume_refuses_what_the_saved_state_depends_on_before_writing_anything(tmp_path, shards, key, value):
+    Trainer(_cfg([shards], 4, checkpoint_every=2, optimizer="adagrad"), tmp_path / "run", progress=False).run()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    with pytest.raises(CatneuronError, match=f"--resume: train.{key} is {value!r} but"):
+        Trainer(_cfg([shards], 8, **{"optimizer": "adagrad", key: value}), tmp_path / "run", resume=True,
+                progress=False).run()
+    after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert after == before
+    resumed = Trainer(_cfg([shards], 8, optimizer="adagrad"), tmp_path / "run", resume=True, progress=False).run()
+    assert resumed.step == 8                      # the run is intact for a correct --resume
+
+
+def test_a_resumed_run_trains_at_the_rate_its_config_says(tmp_path, shards):
+    Trainer(_cfg([shards], 10, checkpoint_every=10, optimizer="adam", lr=0.01), tmp_path / "run",
+            progress=False).run()
+    before = load_file(tmp_path / "run" / "model.safetensors")
+    Trainer(_cfg([shards], 20, checkpoint_every=10, optimizer="adam", lr=0.0, weight_decay=0.0), tmp_path / "run",
+            resume=True, progress=False).run()
+    after = load_file(tmp_path / "run" / "model.safetensors")
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+
+
+def test_a_diverging_run_keeps_its_last_good_checkpoint_and_says_what_to_do(tmp_path, shards):
+    Trainer(_cfg([shards], 10, checkpoint_every=5), tmp_path / "run", progress=False).run()
+    good = {c.name: load_file(c / "model.safetensors") for c in checkpoint.complete(tmp_path / "run" / "checkpoints")}
+    with pytest.raises(CatneuronError, match=r"between steps \d+ and \d+; the last good checkpoint is "
+                                             r"step-00000010. Lower train.lr \(now 1e\+30\)"):
+        Trainer(_cfg([shards], 40, checkpoint_every=5, log_every=5, lr=1e30), tmp_path / "run", resume=True,
+                progress=False).run()
+    kept = checkpoint.complete(tmp_path / "run" / "checkpoints")
+    assert [c.name for c in kept] == list(good)
+    assert all(torch.isfinite(t).all() for c in kept for t in load_file(c / "model.safetensors").values())
+    resumed = Trainer(_cfg([shards], 15, checkpoint_every=5), tmp_path / "run", resume=True, progress=False).run()
+    assert resumed.step == 15 and np.isfinite(resumed.final_loss)
+
+
+def test_non_finite_weights_are_never_written_or_loaded(tmp_path):
+    model = DeepSparseAutoencoder(C.preset("tiny").model)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[3] = float("nan")
+    with pytest.raises(CatneuronError, match=r"m.safetensors: not written: .*holds NaN or inf"):
+        checkpoint.save_weights(model, tmp_path / "m.safetensors", {})
+    assert not (tmp_path / "m.safetensors").exists()
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "m.safetensors"),
+              metadata={"config": json.dumps(C.preset("tiny").to_dict())})
+    with pytest.raises(CatneuronError, match="holds NaN or inf .*retrain with a lower train.lr"):
+        checkpoint.load_model(tmp_path / "m.safetensors")
 
 
 def test_resume_may_change_how_the_kernels_compute(tmp_path, shards):

@@ -102,5 +102,5 @@ def scatter(model: torch.nn.Module, spec: ShardSpec, values: np.ndarray) -> None
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         for piece in spec.pieces:
             view = named[piece.name].data.view(-1, piece.row_size)[piece.row_start:piece.row_end]
-            view.copy_(torch.from_numpy(values[offset:offset + piece.size]).view_as(view))
+            view.copy_(torch.as_tensor(values[offset:offset + piece.size]).view_as(view))
             offset += piece.size

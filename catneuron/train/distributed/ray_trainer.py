@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from catneuron.config import Config, validate
+from catneuron.config import Config, load_file, validate
 from catneuron.errors import CatneuronError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.provenance import code_version
@@ -161,8 +161,20 @@ class DistributedTrainer:
     def run(self) -> TrainResult:
         with rundir.locked(self.run_dir):
             rundir.refuse_existing(self.run_dir, self.resume)
+            if self.resume:
+                self._check_resume()
             checkpoint.remove_partial(self.ckpt_dir)
             return self._run()
+
+    def _check_resume(self) -> None:
+        """The saved shards and replica streams must fit this layout; checked before anything is written."""
+        saved_cfg, layout = self.run_dir / "config.json", self.run_dir / "distributed.json"
+        if not saved_cfg.exists():
+            return
+        saved = json.loads(layout.read_text()) if layout.exists() else {}
+        extra = {f"--{flag}": (saved.get(key), getattr(self.s, key))
+                 for flag, key in (("ps-shards", "shards"), ("replicas", "replicas")) if key in saved}
+        rundir.check_resume(self.run_dir, load_file(saved_cfg).to_dict(), self.cfg.to_dict(), extra)
 
     def _run(self) -> TrainResult:
         import ray

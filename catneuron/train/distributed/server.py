@@ -49,12 +49,12 @@ class ParameterShard:
         return staleness
 
     def state_dict(self) -> dict:
-        return {"params": self.params.numpy().copy(), "state": self.state.numpy().copy(), "version": self.version,
+        return {"params": self.params.clone(), "state": self.state.clone(), "version": self.version,
                 "pushes": self.pushes, "pulls": self.pulls}
 
     def load_state_dict(self, d: dict) -> None:
-        self.params = torch.from_numpy(np.array(d["params"], dtype=np.float32, copy=True))
-        self.state = torch.from_numpy(np.array(d["state"], dtype=np.float32, copy=True))
+        self.params = torch.as_tensor(d["params"], dtype=torch.float32).clone()
+        self.state = torch.as_tensor(d["state"], dtype=torch.float32).clone()
         self.version, self.pushes, self.pulls = d["version"], d["pushes"], d["pulls"]
 
     def counts(self) -> dict:
