@@ -60,6 +60,8 @@ class RunView:
         if not path.exists():
             raise CatneuronError(f"{path}: not found; run `catneuron probe {self.run}` first")
         self.results = json.loads(path.read_text())
+        from catneuron.probe.run import require_current
+        require_current(self.run, self.results)
         from catneuron import config as C
         self.cfg = C.from_dict(self.results["config"])     # the probe's settings, the run's network
         self.device = device

@@ -55,6 +55,8 @@ def validate(cfg: Config) -> Config:
     if cfg.data.workers < 0:
         raise ConfigError(f"data.workers must be >= 0, got {cfg.data.workers}")
     p = cfg.probe
+    if not p.modes:
+        raise ConfigError("probe.modes is empty; expected whole and/or field")
     for mode in p.modes:
         if mode not in ("whole", "field"):
             raise ConfigError(f"probe.modes: {mode!r}; expected whole and/or field")

@@ -33,7 +33,7 @@ from catneuron.probe.filters import galleries, training_curves_png
 from catneuron.probe.invariance import Probe, curves_pngs, head_turn_frames, orl_png, rotation_png, \
     scale_translation_curves
 from catneuron.probe.optvis import blur, input_norm, jitter, optimal_stimulus, unit
-from catneuron.probe.run import tasks_of, training_sample
+from catneuron.probe.run import require_current, tasks_of, training_sample
 from catneuron.probe.visualize import grid_png, histogram_png, to_image
 from catneuron.train.checkpoint import load_model
 
@@ -71,6 +71,7 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
         raise CatneuronError(f"{results_path}: not found; run `catneuron probe {run}` first")
     raw = results_path.read_bytes()
     results = json.loads(raw)
+    require_current(run, results)
     model, run_cfg = load_model(run, device)
     cfg = cfg or run_cfg
     cfg.model = run_cfg.model

@@ -13,6 +13,7 @@ from catneuron.provenance import code_version
 from catneuron.files import write_text
 from catneuron.probe import calibration
 from catneuron.probe.pictures import INDEX, PICTURES, read_index
+from catneuron.probe.run import require_current
 
 # Reference accuracies (%) the paper states in its text (Table 1's other cells did not survive the
 # text extraction we have, so they are left out rather than recalled).
@@ -232,6 +233,7 @@ def report(run: str | Path, out: str | Path | None = None) -> Path:
     if not results_path.exists():
         raise CatneuronError(f"{results_path}: not found; run `catneuron probe {run}` first")
     results = json.loads(results_path.read_text())
+    require_current(run, results)
     folder = run / "probe" / PICTURES
     index = read_index(run)      # None too when the pictures are from another probe than results.json
     stale = index is None and (folder / INDEX).exists()

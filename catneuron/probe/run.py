@@ -32,8 +32,8 @@ from tqdm import tqdm
 from catneuron.config import Config
 from catneuron.files import replacing, safe_name, write_json
 from catneuron.data.images import decode, fit_square
-from catneuron.data.sources import count_records, iter_records, resolve_all
-from catneuron.errors import DataError
+from catneuron.data.sources import count_records, data_root, iter_records, resolve_all
+from catneuron.errors import CatneuronError, ConfigError, DataError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder, random_baseline
 from catneuron.probe import calibration, testsets
 from catneuron.probe.detectors import CentroidDetectors, LinearFilterDetectors, NetworkDetectors
@@ -170,7 +170,8 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
                                   {**common, "mode": mode, "model": dataclasses.asdict(random_model),
                                    "seed": cfg.train.seed}))
     top_field = NetworkDetectors(model, cfg.model, "field", 1, cfg.data.preprocess, device).field
-    corpus = {"data": cfg.data.train, "seed": p.seed, "preprocess": cfg.data.preprocess, "sample": "records"}
+    corpus = {"data": cfg.data.train, "files": testsets.file_identity(cfg.data.train, data_root(cfg.data.root)),
+              "seed": p.seed, "preprocess": cfg.data.preprocess, "sample": "records"}
     if p.linear_filters:
         sets.append(Detectors("linear", f"best linear filter ({p.linear_filters:,} training patches, "
                                         f"{top_field}x{top_field})",
@@ -188,6 +189,10 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
                               {**corpus, "k": p.kmeans_centroids, "size": p.kmeans_size, "images": p.kmeans_images}))
     for name, other in compare.items():
         other_model, other_cfg = load_model(other, device)
+        mine, theirs = (cfg.model.input_size, cfg.model.channels), (other_cfg.model.input_size, other_cfg.model.channels)
+        if theirs != mine:
+            raise ConfigError(f"--compare {name}={other}: its network takes {theirs[0]}x{theirs[0]}x{theirs[1]} "
+                              f"images, this run's {mine[0]}x{mine[0]}x{mine[1]}; compare runs of one input format")
         for mode in p.modes:
             sets.append(Detectors(f"compare-{name}-{mode}", f"{COMPARE_LABELS.get(name, name)} ({mode})",
                                   lambda m=other_model, c=other_cfg, mode=mode: NetworkDetectors(
@@ -199,14 +204,26 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
 def tasks_of(cfg: Config, positives: list[str] | None, negatives: list[str] | None) -> list[testsets.Task]:
     if positives or negatives:
         if not (positives and negatives):
-            from catneuron.errors import ConfigError
             raise ConfigError("--positives and --negatives go together")
         return [testsets.Task("custom", tuple(positives), tuple(negatives))]
     unknown = [t for t in cfg.probe.tasks if t not in testsets.BY_NAME]
     if unknown:
-        from catneuron.errors import ConfigError
         raise ConfigError(f"probe.tasks: unknown test set {unknown[0]!r}; expected {', '.join(testsets.BY_NAME)}")
+    if not cfg.probe.tasks:
+        raise ConfigError("probe.tasks is empty; name at least one test set, or give --positives and --negatives")
     return [testsets.BY_NAME[t] for t in cfg.probe.tasks]
+
+
+def require_current(run: Path, results: dict) -> None:
+    """A CatneuronError when the run's weights are not those its results.json was scored with
+    (trained further since): pictures and pages drawn from both would mix two networks."""
+    now = _weights_id(run)
+    for task in results.get("tasks", {}).values():
+        for key, d in task.get("detectors", {}).items():
+            scored = d.get("signature", {}).get("weights")
+            if key.startswith("trained-") and scored is not None and scored != now:
+                raise CatneuronError(f"{run}: its weights changed since it was probed (trained further?); run "
+                                     f"`catneuron probe {run}` again")
 
 
 def _cached_stage(path: Path) -> dict | None:

@@ -309,6 +309,9 @@ def build(task: Task, size: int, channels: int = 3, root: str | None = None, see
     for cls in (True, False):                       # stratified halves
         idx = np.flatnonzero(labels == cls)
         val[rng.permutation(idx)[: len(idx) // 2]] = True
+    if min(len(pos.items), len(neg.items)) < 2:      # each half needs both classes
+        raise DataError(f"test set {task.name}: {len(pos.items)} positives and {len(neg.items)} distractors "
+                        f"cannot make two halves that both hold each class; give more images (probe.max_positives)")
     meta = {"task": task.name, "positives": list(task.positives), "negatives": list(task.negatives),
             "size": size, "seed": seed, "positive_fraction_target": positive_fraction, "key": key,
             "construction": task.construction, **construction,

@@ -98,6 +98,33 @@ def test_own_test_sets_can_be_explored_and_other_sets_are_not_drawn_from_their_r
                   negatives=[str(tmp_path / "neg")])
 
 
+def test_probes_that_cannot_mean_anything_are_refused(tiny_run, tmp_path, monkeypatch):
+    from catneuron.errors import CatneuronError, ConfigError, DataError
+    from catneuron.probe.run import require_current
+    monkeypatch.setenv("CATNEURON_CACHE", str(tmp_path / "cache"))
+    cfg = C.apply_overrides(_probe_cfg(tiny_run), ["probe.calibrate=false", "probe.kmeans_centroids=0"])
+    with pytest.raises(DataError, match="1 positives and 1 distractors cannot make two halves"):
+        probe(tiny_run, C.apply_overrides(cfg, ['probe.tasks=["faces-aligned"]', "probe.max_positives=1"]),
+              progress=False)
+    with pytest.raises(ConfigError, match="probe.tasks is empty"):
+        probe(tiny_run, C.apply_overrides(cfg, ["probe.tasks=[]"]), progress=False)
+    grey = C.load_file(tiny_run / "config.json")
+    grey.model.channels, grey.train.steps = 1, 2
+    Trainer(grey, tmp_path / "grey", progress=False).run()
+    with pytest.raises(ConfigError, match="--compare grey=.*takes 20x20x1 images, this run's 20x20x3"):
+        probe(tiny_run, cfg, compare={"grey": str(tmp_path / "grey")}, progress=False)
+    # scores of earlier weights are not drawn from once the run has trained further
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    results = probe(run, C.apply_overrides(cfg, ['probe.tasks=["faces-aligned"]']), progress=False)
+    require_current(run, results)
+    more = C.load_file(run / "config.json")
+    more.train.steps += 2
+    Trainer(more, run, resume=True, progress=False).run()
+    with pytest.raises(CatneuronError, match="its weights changed since it was probed"):
+        require_current(run, json.loads((run / "probe" / "results.json").read_text()))
+
+
 def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setenv("CATNEURON_CACHE", str(tmp_path / "cache"))
     results = probe(tiny_run, _probe_cfg(tiny_run), compare={"control": str(tiny_run)}, progress=False)
