@@ -190,10 +190,7 @@ class Trainer:
         def save_checkpoint():
             bad = checkpoint.nonfinite(model.state_dict())
             if bad is not None:      # the checkpoints already written stay the ones to resume from
-                good = checkpoint.latest(self.ckpt_dir)
-                kept = f"the last good checkpoint, {good.name}, is kept" if good else "no checkpoint was written"
-                raise CatneuronError(f"the weights became NaN or inf by step {step} ({bad}); {kept}. Lower "
-                                     f"train.lr (now {t.lr}) and continue with --resume")
+                raise self._diverged(f"the weights became NaN or inf by step {step} ({bad})")
             checkpoint.save(self.ckpt_dir, step, model, optimizer,
                             {"images_seen": images_seen, "stream": stream.state.as_dict()}, meta)
 
@@ -216,11 +213,9 @@ class Trainer:
                     if step % t.log_every == 0 or step == t.steps:
                         loss_value = objective.total.item()
                         if not math.isfinite(loss_value):
-                            good = checkpoint.latest(self.ckpt_dir)
-                            kept = f"; the last good checkpoint is {good.name}" if good else ""
-                            raise CatneuronError(f"the objective became {loss_value} between steps "
-                                                 f"{(step - 1) // t.log_every * t.log_every} and {step}{kept}. Lower train.lr "
-                                                 f"(now {t.lr}) and continue with --resume")
+                            last_logged = (step - 1) // t.log_every * t.log_every
+                            raise self._diverged(f"the objective became {loss_value} between steps "
+                                                 f"{last_logged} and {step}")
                         now = time.perf_counter()
                         rate = window_images / max(now - window_start, 1e-9)
                         window_start, window_images = now, 0
@@ -255,6 +250,11 @@ class Trainer:
         else:
             checkpoint.save_weights(model, self.run_dir / "model.safetensors", {**meta, "step": str(step)})
         return TrainResult(self.run_dir, step, images_seen, loss_value, interrupted, stop.signal)
+
+    def _diverged(self, what: str) -> CatneuronError:
+        good = checkpoint.latest(self.ckpt_dir)
+        kept = f"; the last good checkpoint is {good.name}" if good else "; no checkpoint was written"
+        return CatneuronError(f"{what}{kept}. Lower train.lr (now {self.cfg.train.lr}) and continue with --resume")
 
     def _record_skipped(self, skipped: dict[str, str]) -> None:
         """The unreadable training images this session met (file -> why) go into its run.json entry."""
