@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from catneuron.files import read_jsonl
+
 TASK = "faces"
 
 
@@ -36,8 +38,7 @@ def summarize(run: Path, name: str, command: str, control: Path | None) -> dict:
         if needed not in detectors:
             raise SystemExit(f"{run}: the probe has no {needed!r} detectors (random_weights, linear_filters)")
     trained, random = detectors["trained-whole"]["groups"], detectors["random-whole"]["groups"]
-    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    last = metrics[-1]
+    last = read_jsonl(run / "metrics.jsonl")[-1]
     return {
         "name": name, "command": command, "images": last["images"],
         "top_stage_best": _best(trained, 3), "stage1_best": _best(trained, 1), "stage2_best": _best(trained, 2),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import shutil
 import threading
 from pathlib import Path
@@ -32,7 +31,6 @@ from urllib.parse import quote, urlencode
 
 import numpy as np
 
-from catneuron.errors import CatneuronError
 from catneuron.files import replacing, safe_name
 
 PICTURES = ("histogram", "top", "corpus", "optimal", "filter", "scale", "translation", "concepts")
@@ -56,12 +54,9 @@ class RunView:
 
     def __init__(self, run: str | Path, device: str = "cpu"):
         self.run = Path(run)
+        from catneuron.probe.run import read_results
+        self.results, _ = read_results(self.run)
         path = self.run / "probe" / "results.json"
-        if not path.exists():
-            raise CatneuronError(f"{path}: not found; run `catneuron probe {self.run}` first")
-        self.results = json.loads(path.read_text())
-        from catneuron.probe.run import require_current
-        require_current(self.run, self.results)
         from catneuron import config as C
         self.cfg = C.from_dict(self.results["config"])     # the probe's settings, the run's network
         self.device = device

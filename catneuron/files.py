@@ -7,12 +7,17 @@ leaves the previous file, never a half-written one, and at worst a hidden ``.NAM
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from catneuron.errors import CatneuronError
+
+log = logging.getLogger(__name__)
 
 # mkstemp creates files readable by their owner only; published files get the usual mode.
 _UMASK = os.umask(0)
@@ -77,3 +82,40 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, data) -> None:
     write_text(path, json.dumps(data, indent=2, default=str))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The rows of a JSON-lines log (metrics.jsonl); a line that does not parse, such as the last
+    one cut by a kill, is skipped with a warning: the rows before it are still the log."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+        try:
+            row = json.loads(line) if line.strip() else None
+        except ValueError:
+            row = None
+            log.warning("%s line %d is not a complete row: skipped", path, number)
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def read_json(path: str | Path, remedy: str):
+    """The JSON document at `path`; a CatneuronError naming the file and `remedy` when it is damaged."""
+    try:
+        return json.loads(Path(path).read_text())
+    except ValueError as err:
+        raise CatneuronError(f"{path}: damaged ({err}); {remedy}") from None
+
+
+def read_context(path: str | Path) -> dict | None:
+    """A JSON file that only adds context to a page (run.json, a corpus manifest): None when it is
+    missing or damaged (with a warning), so that the page is still made."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        log.warning("%s is damaged (%s): left out", path, err)
+        return None
+    return data if isinstance(data, dict) else None

@@ -78,6 +78,36 @@ def test_data_command_errors_are_one_line(args, message, capsys, tmp_path, datas
     assert _error_line(capsys).startswith(f"catneuron: error: {message}")
 
 
+@pytest.mark.parametrize("args, message", [
+    (["data", "compose", "--count", "0"], "argument --count: expected an integer >= 1, got 0"),
+    (["data", "compose", "--count", "-3"], "argument --count: expected an integer >= 1, got -3"),
+    (["data", "compose", "--size", "0"], "argument --size: expected an integer >= 1, got 0"),
+    (["data", "compose", "--shard-size", "0"], "argument --shard-size: expected an integer >= 1, got 0"),
+    (["data", "audit", "x", "--patches", "-1"], "argument --patches: expected an integer >= 0, got -1"),
+    (["data", "audit", "x", "--pad", "-1"], "argument --pad: expected a number >= 0, got '-1'"),
+    (["data", "audit", "x", "--pad", "inf"], "argument --pad: expected a number >= 0, got 'inf'"),
+    (["data", "ingest", "x", "--out", "o", "--size", "0"], "argument --size: expected an integer >= 1, got 0"),
+    (["data", "frames", "x", "--out", "o", "--size", "0"], "argument --size: expected an integer >= 1, got 0"),
+    (["data", "frames", "x", "--out", "o", "--workers", "zero"], "argument --workers: expected an integer, got 'zero'"),
+    (["explore", "run", "--port", "99999"], "argument --port: expected an integer from 1 to 65535, got 99999"),
+    (["bench", "--repeats", "0"], "argument --repeats: expected an integer >= 1, got 0"),
+    (["train", "--distributed", "ray", "--ps-shards", "0"], "argument --ps-shards: expected an integer >= 1, got 0"),
+])
+def test_numbers_out_of_range_are_refused_before_anything_runs(args, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_refused_seed_or_mix_writes_nothing(tmp_path, capsys, datasets):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--seed", "-1", "--out", str(out)]) == 2
+    assert _error_line(capsys) == "catneuron: error: train.seed must be >= 0, got -1" and not out.exists()
+    for weight in ("nan", "inf", "0"):
+        assert main(["data", "compose", "--mix", f"natural-64/train={weight}", "--out", str(out)]) == 2
+        assert _error_line(capsys).endswith("the fraction must be a number > 0") and not out.exists()
+
+
 def test_data_frames_command_writes_documented_outputs(tmp_path, capsys, datasets):
     assert main(["data", "frames", str(datasets / "videos" / "head-pose"), "--out", str(tmp_path / "f"),
                  "--size", "32", "--workers", "1"]) == 0

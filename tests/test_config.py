@@ -108,6 +108,18 @@ def test_overrides_and_files(tmp_path):
     (["model.stages.1.sparsity=-1"], "model.stages.1.sparsity must be >= 0, got -1"),
     (["model.backend=native", "model.precision=tf32"], "needs model.backend = auto, batched (the native"),
     (["model.backend=torch", "model.precision=bf16"], "needs model.backend = auto, batched or native"),
+    # the second audit's numbers that were tracebacks (OverflowError) or silently accepted
+    (["train.batch_size=1e400"], "train.batch_size: expected an integer, got inf"),
+    (["train.steps=Infinity"], "train.steps: expected an integer, got inf"),
+    (["train.lr=NaN"], "train.lr: expected a number, got nan"),
+    (["train.steps=true"], "train.steps: expected an integer, got True"),
+    (["train.steps=2.5"], "train.steps: expected an integer, got 2.5"),
+    (['model.stages.0={"maps": "x"}'], "model.stages.0.maps: expected an integer, got 'x'"),
+    (["model.stages.0=3"], "model.stages.0: expected a table of StageConfig fields, got 3"),
+    (["train.seed=-1"], "train.seed must be >= 0, got -1"),
+    (["train.momentum=-0.5"], "train.momentum must be >= 0, got -0.5"),
+    (["probe.seed=-2"], "probe.seed must be >= 0, got -2"),
+    (["data.shuffle_buffer=-1"], "data.shuffle_buffer must be >= 0, got -1"),
 ])
 def test_bad_settings_give_one_line_naming_the_setting(overrides, message):
     with pytest.raises(ConfigError) as err:
@@ -127,3 +139,32 @@ def test_bad_config_file(tmp_path):
         C.load_file(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         C.load_file(tmp_path / "missing.json")
+
+
+def test_a_stage_given_as_a_table_changes_only_the_fields_it_names(tmp_path):
+    """A config file's stage list (and a --set of a whole stage) starts from the preset's stages,
+    not from the class defaults: 'maps = 16' must not also reset the receptive field to 18."""
+    small = C.preset("small")
+    path = tmp_path / "c.toml"
+    path.write_text('[[model.stages]]\nmaps = 16\n[[model.stages]]\n[[model.stages]]\nsparsity = 1.0\n')
+    loaded = C.load_file(path, C.preset("small"))
+    assert [st.maps for st in loaded.model.stages] == [16, small.model.stages[1].maps, small.model.stages[2].maps]
+    assert [st.receptive_field for st in loaded.model.stages] == [st.receptive_field for st in small.model.stages]
+    assert loaded.model.stages[2].sparsity == 1.0 and loaded.model.stages[0].sparsity is None
+    two = tmp_path / "two.json"        # a shorter list is the whole list: two stages, each the preset's
+    two.write_text(json.dumps({"preset": "small", "model": {"stages": [{}, {"stride": 2}]}}))
+    shorter = C.load_file(two)
+    assert len(shorter.model.stages) == 2 and shorter.model.stages[1].stride == 2
+    assert shorter.model.stages[1].receptive_field == small.model.stages[1].receptive_field
+    cfg = C.apply_overrides(small, ['model.stages.1={"maps": 4}'])
+    assert cfg.model.stages[1].maps == 4 and cfg.model.stages[1].receptive_field == small.model.stages[1].receptive_field
+
+
+def test_a_preset_that_is_not_a_name_and_absurd_memory_sizes_are_config_errors():
+    with pytest.raises(ConfigError, match=r"setting preset: expected a preset's name, got \['x'\]"):
+        C.from_dict({"preset": ["x"]})
+    from catneuron.nn.accounting import parse_bytes
+    for text in ("1e999GB", "nanGB", "0GB", "-3GiB"):
+        with pytest.raises(ConfigError, match="--gpu-memory .*expected a size"):
+            parse_bytes(text, "--gpu-memory")
+    assert parse_bytes("1.5GB", "--gpu-memory") == 1_500_000_000

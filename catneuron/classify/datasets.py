@@ -36,10 +36,20 @@ class LabeledSet:
         return LabeledSet(self.images[index], self.labels[index], self.classes, [self.origins[i] for i in index])
 
     def halves(self, seed: int) -> tuple["LabeledSet", "LabeledSet"]:
-        """The paper's protocol: a seeded random split into two disjoint halves (train, validation)."""
-        order = np.random.default_rng(seed).permutation(len(self))
-        half = len(self) // 2
-        return self.subset(np.sort(order[:half])), self.subset(np.sort(order[half:]))
+        """The paper's protocol: a seeded random split into two disjoint halves (train, validation),
+        stratified (each class split in two, its odd image to validation), so that a rare class
+        is never missing from training while scored in validation."""
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        if counts.min() < 2:
+            rare = self.classes[int(counts.argmin())]
+            raise DataError(f"class {rare!r} has {counts.min()} image(s); the two halves (training, validation) "
+                            f"need at least 2 of every class")
+        rng = np.random.default_rng(seed)
+        train = np.zeros(len(self), bool)
+        for label in range(len(self.classes)):
+            members = np.flatnonzero(self.labels == label)
+            train[rng.permutation(members)[: len(members) // 2]] = True
+        return self.subset(np.flatnonzero(train)), self.subset(np.flatnonzero(~train))
 
 
 FOUR_WAY = {"face": ["faces-200/test"], "cat face": ["catfaces/test"], "body": ["bodies/test"],

@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from catneuron.cli.common import build_config, config_args
+from catneuron.cli.common import build_config, config_args, integer, nonnegative
 from catneuron.errors import CatneuronError
 
-WORKERS = dict(type=int, default=os.cpu_count() or 1, help="worker processes (default: one per CPU)")
+WORKERS = dict(type=integer(1), default=os.cpu_count() or 1, help="worker processes (default: one per CPU)")
 
 
 def add_data(sub) -> None:
@@ -36,11 +36,11 @@ def _add_frames(group) -> None:
     config_args(p, "small")
     p.add_argument("folder", help="folder of videos, searched recursively (anything FFmpeg reads, GIFs included)")
     p.add_argument("--out", required=True, help="output folder for the shards")
-    p.add_argument("--per-video", type=int, default=1, help="frames per video (default 1, as in the paper)")
-    p.add_argument("--size", type=int, default=200, help="output side in pixels (default 200)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-video", type=integer(1), default=1, help="frames per video (default 1, as in the paper)")
+    p.add_argument("--size", type=integer(1), default=200, help="output side in pixels (default 200)")
+    p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--workers", **WORKERS)
-    p.add_argument("--shard-size", type=int, default=5000)
+    p.add_argument("--shard-size", type=integer(1), default=5000)
     p.set_defaults(func=_with_config(cmd_frames))
 
 
@@ -58,11 +58,11 @@ def _add_ingest(group) -> None:
     config_args(p, "small")
     p.add_argument("sources", nargs="+", help="image folders, shards or named sets")
     p.add_argument("--out", required=True)
-    p.add_argument("--size", type=int, default=200)
-    p.add_argument("--near", type=int, default=3,
+    p.add_argument("--size", type=integer(1), default=200)
+    p.add_argument("--near", type=integer(-1), default=3,
                    help="near-duplicate distance in perceptual-hash bits (default 3; -1: exact duplicates only)")
     p.add_argument("--workers", **WORKERS)
-    p.add_argument("--shard-size", type=int, default=5000)
+    p.add_argument("--shard-size", type=integer(1), default=5000)
     p.set_defaults(func=_with_config(cmd_ingest))
 
 
@@ -82,10 +82,10 @@ def _add_compose(group) -> None:
                    help="a source and its share of the corpus (repeat); default: natural-64/train=0.98 "
                         "faces-200/pool=0.02")
     p.add_argument("--out", default="corpora/default")
-    p.add_argument("--size", type=int, help="image side (default 64)")
-    p.add_argument("--count", type=int, help="corpus size (default: the largest the sources allow)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shard-size", type=int, default=5000)
+    p.add_argument("--size", type=integer(1), help="image side (default 64)")
+    p.add_argument("--count", type=integer(1), help="corpus size (default: the largest the sources allow)")
+    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--shard-size", type=integer(1), default=5000)
     p.set_defaults(func=_with_config(cmd_compose))
 
 
@@ -100,8 +100,9 @@ def cmd_compose(args) -> None:
 
 
 def _detector_args(p) -> None:
-    p.add_argument("--min-neighbors", type=int, default=5, help="OpenCV detectMultiScale minNeighbors (default 5)")
-    p.add_argument("--pad", type=float, default=0.25,
+    p.add_argument("--min-neighbors", type=integer(0), default=5,
+                   help="OpenCV detectMultiScale minNeighbors (default 5)")
+    p.add_argument("--pad", type=nonnegative, default=0.25,
                    help="grey border added on each side, as a fraction of the side, before detection (default "
                         "0.25; the cascade misses faces that fill the image without it)")
 
@@ -115,10 +116,10 @@ def _add_audit(group) -> None:
     p = group.add_parser("audit", help="fraction of random patches and of images where OpenCV finds a face")
     config_args(p, "small")
     p.add_argument("sources", nargs="+")
-    p.add_argument("--patches", type=int, default=100_000, help="random patches (default 100,000, as the paper)")
-    p.add_argument("--patch-size", type=int, default=60)
-    p.add_argument("--size", type=int, help="resize images to this side first (default: as stored)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patches", type=integer(0), default=100_000, help="random patches (default 100,000, as the paper)")
+    p.add_argument("--patch-size", type=integer(1), default=60)
+    p.add_argument("--size", type=integer(1), help="resize images to this side first (default: as stored)")
+    p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--workers", **WORKERS)
     p.add_argument("--out", help="also write the report (with the keys of images with faces) as JSON")
     _detector_args(p)
@@ -139,7 +140,7 @@ def _add_control(group) -> None:
     config_args(p, "small")
     p.add_argument("sources", nargs="+")
     p.add_argument("--out", required=True)
-    p.add_argument("--size", type=int, help="resize images to this side before detection (default: as stored)")
+    p.add_argument("--size", type=integer(1), help="resize images to this side before detection (default: as stored)")
     p.add_argument("--recall-set", default="faces-200/test",
                    help="known faces to measure the detector's recall on ('' to skip; default faces-200/test)")
     p.add_argument("--workers", **WORKERS)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from catneuron.cli.common import DEVICE_HELP, config_args, device, pairs, run_config
+from catneuron.cli.common import DEVICE_HELP, config_args, device, integer, pairs, run_config
 
 
 def add_probe(sub) -> None:
@@ -45,7 +45,7 @@ def add_visualize(sub) -> None:
                                          "concept scan of the best neurons")
     config_args(p, "small")
     p.add_argument("run")
-    p.add_argument("--steps", type=int, default=200, help="gradient steps for the optimal stimulus")
+    p.add_argument("--steps", type=integer(1), default=200, help="gradient steps for the optimal stimulus")
     p.add_argument("--no-concepts", action="store_true", help="skip the concept scan")
     p.add_argument("--positives", nargs="+")
     p.add_argument("--negatives", nargs="+")
@@ -65,7 +65,7 @@ def add_explore(sub) -> None:
     p = sub.add_parser("explore", help="a local web page to browse every unit of a probed run (docs/explore.md)")
     config_args(p, "small")
     p.add_argument("run")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=integer(1, 65535), default=8000)
     p.add_argument("--host", default="127.0.0.1", help="interface to serve on (default 127.0.0.1: this machine "
                                                        "only; 0.0.0.0 exposes the page to the network)")
     p.add_argument("--device", help=DEVICE_HELP)

@@ -5,13 +5,13 @@ import os
 import signal
 
 from catneuron import config as C
-from catneuron.cli.common import DEVICE_HELP, build_config, config_args, device
+from catneuron.cli.common import DEVICE_HELP, build_config, config_args, device, integer
 
 
 def add_info(sub) -> None:
     p = sub.add_parser("info", help="parameter and connection counts, memory and FLOPs of a configuration")
     config_args(p, "paper")
-    p.add_argument("--batch-size", type=int, help="batch size for the memory estimate (default: the config's)")
+    p.add_argument("--batch-size", type=integer(1), help="batch size for the memory estimate (default: the config's)")
     p.add_argument("--gpu-memory", metavar="SIZE", help="say whether training fits a GPU of this memory, "
                                                        "e.g. 80GiB or 24GB")
     p.set_defaults(func=cmd_info)
@@ -39,14 +39,14 @@ def add_train(sub) -> None:
     p.add_argument("--threads", type=int, help="CPU threads (train.threads)")
     dist = p.add_argument_group("distributed training (Downpour SGD on Ray; docs/distributed.md)")
     dist.add_argument("--distributed", choices=["ray"], help="train with model replicas and parameter servers")
-    dist.add_argument("--replicas", type=int, default=2, help="model replicas, each on its part of the data")
-    dist.add_argument("--ps-shards", type=int, default=2, help="parameter-server shards")
-    dist.add_argument("--fetch-every", type=int, default=1, metavar="P", help="fetch parameters every P steps")
-    dist.add_argument("--push-every", type=int, default=1, metavar="G", help="push gradients every G steps")
-    dist.add_argument("--partitions", type=int, default=1, metavar="K",
+    dist.add_argument("--replicas", type=integer(1), default=2, help="model replicas, each on its part of the data")
+    dist.add_argument("--ps-shards", type=integer(1), default=2, help="parameter-server shards")
+    dist.add_argument("--fetch-every", type=integer(1), default=1, metavar="P", help="fetch parameters every P steps")
+    dist.add_argument("--push-every", type=integer(1), default=1, metavar="G", help="push gradients every G steps")
+    dist.add_argument("--partitions", type=integer(1), default=1, metavar="K",
                       help="split each replica's locally connected layers into K spatial bands, one worker each")
-    dist.add_argument("--threads-per-replica", type=int, default=1)
-    dist.add_argument("--warm-start", type=int, default=0, metavar="STEPS",
+    dist.add_argument("--threads-per-replica", type=integer(1), default=1)
+    dist.add_argument("--warm-start", type=integer(0), default=0, metavar="STEPS",
                       help="steps one replica trains alone before the others join")
     dist.add_argument("--address", help="an existing Ray cluster (default: start Ray on this machine)")
     p.set_defaults(func=cmd_train)
@@ -77,7 +77,7 @@ def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="locally connected layer benchmark: ours vs naive vs conv2d vs the matmul peak")
     config_args(p, "small")
     p.add_argument("--quick", action="store_true", help="fewer repeats, skip the slow naive layer on big cases")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
+    p.add_argument("--repeats", type=integer(1), default=5, help="timed repeats per measurement (median reported)")
     p.add_argument("--out", help="also write the table as JSON here")
     p.add_argument("--device", help=DEVICE_HELP.replace("the run's train.device", "train.device"))
     p.set_defaults(func=cmd_bench)
@@ -96,9 +96,9 @@ def add_demo(sub) -> None:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--corpus", default="corpora/default")
     p.add_argument("--control", default="corpora/control")
-    p.add_argument("--steps", type=int, default=C.DEMO_STEPS,
+    p.add_argument("--steps", type=integer(1), default=C.DEMO_STEPS,
                    help=f"training steps per network (default {C.DEMO_STEPS})")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--workers", type=integer(1), default=os.cpu_count() or 1)
     p.set_defaults(func=cmd_demo)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -20,24 +21,27 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def _coerce(value: Any, tp: Any, key: str, current: Any = None) -> Any:
+    """`value` as type `tp`; a table given for a dataclass changes only the fields it names of
+    `current` (so a config file's stage list keeps the preset's other stage settings)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if value is None else _coerce(value, args[0], key)
+        return None if value is None else _coerce(value, args[0], key, current)
     if origin is list:
         (item,) = typing.get_args(tp)
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
         if not isinstance(value, list):
             raise ConfigError(f"setting {key}: expected a list, got {value!r}")
-        return [_coerce(v, item, f"{key}.{i}") for i, v in enumerate(value)]
+        old = current if isinstance(current, list) else []
+        return [_coerce(v, item, f"{key}.{i}", old[i] if i < len(old) else None) for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
             raise ConfigError(f"setting {key}: expected a table of {tp.__name__} fields, got {value!r}")
-        return _from_dict(tp, value, key)
+        return _from_dict(tp, value, key, current if isinstance(current, tp) else None)
     if tp is bool:
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
             return value.lower() in ("true", "1", "yes")
@@ -45,13 +49,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"setting {key}: expected true or false, got {value!r}")
     if tp in (int, float):
+        expected = "an integer" if tp is int else "a number"
         try:
-            number = tp(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"setting {key}: expected {'an integer' if tp is int else 'a number'}, got {value!r}")
-        if tp is int and isinstance(value, float) and value != number:
-            raise ConfigError(f"setting {key}: expected an integer, got {value!r}")
-        return number
+            number = math.nan if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError, OverflowError):
+            number = math.nan
+        # JSON reads 1e400 as inf; no setting means anything at inf or nan
+        if not math.isfinite(number) or (tp is int and not number.is_integer()):
+            raise ConfigError(f"setting {key}: expected {expected}, got {value!r}")
+        return int(number) if tp is int else number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"setting {key}: expected a string, got {value!r}")
@@ -74,14 +80,17 @@ def _from_dict(cls, data: dict, prefix: str = "", base=None):
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
             setattr(obj, name, _from_dict(type(current), value, key, current))
         else:
-            setattr(obj, name, _coerce(value, hints[name], key))
+            setattr(obj, name, _coerce(value, hints[name], key, current))
     return obj
 
 
 def from_dict(data: dict, base: Config | None = None) -> Config:
     """A Config from nested dicts; missing keys come from `base` (or the preset named in data)."""
     if base is None:
-        base = preset(data.get("preset", "paper"))
+        name = data.get("preset", "paper")
+        if not isinstance(name, str):
+            raise ConfigError(f"setting preset: expected a preset's name, got {name!r}")
+        base = preset(name)
     return _from_dict(Config, data, base=base)
 
 
@@ -122,22 +131,24 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 
 def _set_path(obj: Any, parts: list[str], value: Any, key: str) -> None:
     head, rest = parts[0], parts[1:]
-    if isinstance(obj, list):
-        if head == "*":
-            targets = range(len(obj))
-        elif head.isdigit() and int(head) < len(obj):
-            targets = [int(head)]
-        else:
-            raise ConfigError(f"override {key}: {head!r} is not an index below {len(obj)} or *")
-        for i in targets:
-            if rest:
-                _set_path(obj[i], rest, value, key)
-            else:
-                obj[i] = value
-        return
     if not dataclasses.is_dataclass(obj) or head not in {f.name for f in dataclasses.fields(obj)}:
         raise ConfigError(f"override {key}: unknown setting {head!r}")
-    if rest:
-        _set_path(getattr(obj, head), rest, value, key)
+    tp, current = typing.get_type_hints(type(obj))[head], getattr(obj, head)
+    if not rest:
+        setattr(obj, head, _coerce(value, tp, key, current))
+    elif isinstance(current, list):
+        (item,) = typing.get_args(tp)
+        index, rest = rest[0], rest[1:]
+        if index == "*":
+            targets = range(len(current))
+        elif index.isdigit() and int(index) < len(current):
+            targets = [int(index)]
+        else:
+            raise ConfigError(f"override {key}: {index!r} is not an index below {len(current)} or *")
+        for i in targets:
+            if rest:
+                _set_path(current[i], rest, value, key)
+            else:
+                current[i] = _coerce(value, item, key, current[i])
     else:
-        setattr(obj, head, _coerce(value, typing.get_type_hints(type(obj))[head], key))
+        _set_path(current, rest, value, key)

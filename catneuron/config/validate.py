@@ -50,17 +50,19 @@ def validate(cfg: Config) -> Config:
     for key in ("batch_size", "steps", "checkpoint_every", "log_every"):
         if getattr(t, key) < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {getattr(t, key)}")
-    if t.threads < 0:
-        raise ConfigError(f"train.threads must be >= 0, got {t.threads}")
-    if cfg.data.workers < 0:
-        raise ConfigError(f"data.workers must be >= 0, got {cfg.data.workers}")
+    # numpy's generators refuse negative seeds, and only after the run directory is written
+    for key, value in (("train.threads", t.threads), ("train.momentum", t.momentum), ("train.seed", t.seed),
+                       ("data.workers", cfg.data.workers), ("data.shuffle_buffer", cfg.data.shuffle_buffer),
+                       ("probe.seed", cfg.probe.seed), ("classify.seed", cfg.classify.seed)):
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
     p = cfg.probe
     if not p.modes:
         raise ConfigError("probe.modes is empty; expected whole and/or field")
     for mode in p.modes:
         if mode not in ("whole", "field"):
             raise ConfigError(f"probe.modes: {mode!r}; expected whole and/or field")
-    for key in ("placements", "batch_size", "kmeans_size"):
+    for key in ("placements", "batch_size", "kmeans_size", "ceiling_steps"):
         if getattr(p, key) < 1:
             raise ConfigError(f"probe.{key} must be >= 1, got {getattr(p, key)}")
     for key in ("linear_filters", "kmeans_centroids", "kmeans_images", "max_positives"):

@@ -15,6 +15,7 @@ The whole corpus is written in a temporary folder and renamed when complete.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,8 @@ def parse_mix(items: list[str]) -> list[tuple[str, float]]:
             w = float(weight)
         except ValueError:
             raise DataError(f"--mix {item}: {weight!r} is not a number") from None
-        if w <= 0:
-            raise DataError(f"--mix {item}: the fraction must be > 0")
+        if not 0 < w < math.inf:
+            raise DataError(f"--mix {item}: the fraction must be a number > 0")
         mix.append((spec, w))
     if not mix:
         raise DataError("compose: no sources; give --mix SOURCE=FRACTION at least once")
@@ -68,6 +69,11 @@ def plan(parts: list[Part], count: int | None) -> int:
     """Fill each part's `take`; returns the corpus size."""
     if count is None:
         count = int(min(p.available / p.weight for p in parts))
+        if count < 1:
+            raise DataError("compose: " + ", ".join(f"{p.spec} holds {p.available} images" for p in parts) +
+                            "; too few for a corpus of these fractions")
+    elif count < 1:
+        raise DataError(f"compose: --count {count}; expected at least 1 image")
     takes = [int(round(p.weight * count)) for p in parts]
     takes[int(np.argmax([p.weight for p in parts]))] += count - sum(takes)
     for p, k in zip(parts, takes):
@@ -90,6 +96,8 @@ def compose(mix: list[tuple[str, float]], out: Path, size: int = DEFAULT_SIZE, s
             count: int | None = None, root: str | None = None, shard_size: int = 5000,
             progress: bool = True) -> dict:
     """Write the corpus to `out` (see the module docstring); returns the manifest."""
+    if size < 1 or shard_size < 1:
+        raise DataError(f"compose: size {size} and shard size {shard_size}; expected both >= 1")
     if out.exists() and (out / "manifest.json").exists():
         raise DataError(f"compose: {out} already holds a corpus; choose another --out or delete it")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

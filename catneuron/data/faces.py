@@ -95,23 +95,25 @@ class AuditReport:
     detector: dict = field(default_factory=dict)
     seed: int = 0
 
+    # None where nothing was measured: 0 of 0 is no evidence of 0 %
     @property
-    def image_fraction(self) -> float:
-        return self.images_with_face / max(1, self.images)
+    def image_fraction(self) -> float | None:
+        return self.images_with_face / self.images if self.images else None
 
     @property
-    def patch_fraction(self) -> float:
-        return self.patches_with_face / max(1, self.patches)
+    def patch_fraction(self) -> float | None:
+        return self.patches_with_face / self.patches if self.patches else None
 
     def summary(self) -> str:
-        lines = [f"images with a face: {self.images_with_face:,} of {self.images:,} = {100 * self.image_fraction:.2f} %",
-                 f"{self.patch_size}x{self.patch_size} patches with a face: {self.patches_with_face:,} of "
-                 f"{self.patches:,} = {100 * self.patch_fraction:.2f} %"]
+        def share(found: int, of: int) -> str:
+            return f"{found:,} of {of:,} = {100 * found / of:.2f} %" if of else "none measured"
+        lines = [f"images with a face: {share(self.images_with_face, self.images)}",
+                 f"{self.patch_size}x{self.patch_size} patches with a face: "
+                 f"{share(self.patches_with_face, self.patches)}"]
         if len(self.by_source) > 1:
             for name, c in sorted(self.by_source.items()):
-                lines.append(f"  {name}: images {c['faces']:,}/{c['images']:,} = "
-                             f"{100 * c['faces'] / max(1, c['images']):.2f} %, patches {c['patch_faces']:,}/"
-                             f"{c['patches']:,} = {100 * c['patch_faces'] / max(1, c['patches']):.2f} %")
+                lines.append(f"  {name}: images {share(c['faces'], c['images'])}, "
+                             f"patches {share(c['patch_faces'], c['patches'])}")
         if self.unreadable:
             lines.append(f"unreadable records skipped: {len(self.unreadable)}")
         return "\n".join(lines)
@@ -152,6 +154,8 @@ def audit(sources: list[Source], patches: int = 100_000, patch_size: int = 60, s
     total = sum(sizes)
     if total == 0:
         raise DataError("audit: the corpus holds no records")
+    if patches < 0 or patch_size < 1:
+        raise DataError(f"audit: {patches} patches of side {patch_size}; expected patches >= 0 and a side >= 1")
     per_record = np.random.default_rng(seed).multinomial(patches, np.full(total, 1.0 / total))
     starts = np.concatenate([[0], np.cumsum(sizes)])
     jobs = [(u, per_record[starts[i]:starts[i + 1]], int(starts[i])) for i, u in enumerate(parts)]
@@ -177,6 +181,9 @@ def audit(sources: list[Source], patches: int = 100_000, patch_size: int = 60, s
         report.images_with_face += c["faces"]
         report.patches += c["patches"]
         report.patches_with_face += c["patch_faces"]
+    if not report.images:
+        origin, why = next(iter(report.unreadable.items()))
+        raise DataError(f"audit: none of the {total:,} records could be read (first: {origin}: {why})")
     return report
 
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from catneuron.data.parallel import ordered_map
 from catneuron.data.shards import ShardWriter
 from catneuron.errors import DataError
-from catneuron.files import write_json
+from catneuron.files import read_json, write_json
 from catneuron.provenance import code_version
 
 PROGRESS = "progress.json"
@@ -61,7 +61,12 @@ def _load_progress(out: Path, inputs: int) -> JobReport:
     path = out / PROGRESS
     if not path.exists():
         return JobReport(inputs=inputs)
-    report = JobReport(**json.loads(path.read_text()))
+    fresh = f"use a new output folder or delete {path}"
+    saved = read_json(path, fresh)
+    try:
+        report = JobReport(**saved)
+    except TypeError:
+        raise DataError(f"{path}: not a job's progress record; {fresh}") from None
     if report.inputs != inputs:
         raise DataError(f"{out}: holds a partial run over {report.inputs} inputs, this one has {inputs}; "
                         f"use a new output folder or delete {path}")

@@ -114,7 +114,7 @@ def parse_bytes(text: str, setting: str) -> int:
         value = float(number)
     except ValueError:
         value = -1.0
-    if unit not in units or not value > 0:
+    if unit not in units or not 0 < value < float("inf"):
         from catneuron.errors import ConfigError
         raise ConfigError(f"{setting} {text!r}: expected a size such as 80GiB, 24GB or 512MiB")
     return int(value * units[unit])

@@ -11,7 +11,6 @@ a killed visualize leaves the previous pictures or the new ones, never a mix.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from catneuron.config import Config
-from catneuron.files import replacing, replacing_dir, safe_name, write_json
+from catneuron.files import read_context, read_jsonl, replacing, replacing_dir, safe_name, write_json
 from catneuron.data.sources import data_root, iter_records, resolve_all
 from catneuron.data.images import decode, fit_inside
 from catneuron.data.preprocess import to_tensor
@@ -33,7 +32,7 @@ from catneuron.probe.filters import galleries, training_curves_png
 from catneuron.probe.invariance import Probe, curves_pngs, head_turn_frames, orl_png, rotation_png, \
     scale_translation_curves
 from catneuron.probe.optvis import blur, input_norm, jitter, optimal_stimulus, unit
-from catneuron.probe.run import require_current, tasks_of, training_sample
+from catneuron.probe.run import read_results, tasks_of, training_sample
 from catneuron.probe.visualize import grid_png, histogram_png, to_image
 from catneuron.train.checkpoint import load_model
 
@@ -66,12 +65,7 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
               concept_images: int | None = None) -> dict:
     """`concept_images` caps the images per concept in the scan (default: all)."""
     run = Path(run)
-    results_path = run / "probe" / "results.json"
-    if not results_path.exists():
-        raise CatneuronError(f"{results_path}: not found; run `catneuron probe {run}` first")
-    raw = results_path.read_bytes()
-    results = json.loads(raw)
-    require_current(run, results)
+    results, raw = read_results(run)
     model, run_cfg = load_model(run, device)
     cfg = cfg or run_cfg
     cfg.model = run_cfg.model
@@ -146,8 +140,8 @@ def read_index(run: Path) -> dict | None:
     index, results = run / "probe" / PICTURES / INDEX, run / "probe" / "results.json"
     if not index.exists() or not results.exists():
         return None
-    pictures = json.loads(index.read_text())
-    return pictures if pictures.get("results_sha256") == hashlib.sha256(results.read_bytes()).hexdigest() else None
+    pictures = read_context(index)         # damaged: drawn again, as when stale
+    return pictures if pictures and pictures.get("results_sha256") == hashlib.sha256(results.read_bytes()).hexdigest() else None
 
 
 FILTER_IMAGES = 2000        # training images the top-patch galleries are drawn from
@@ -168,7 +162,7 @@ def _filters(folder: Path, run: Path, model, cfg: Config, device) -> dict:
                          for k, (st, st0) in enumerate(zip(model.stages, init.stages), start=1)}
     metrics = run / "metrics.jsonl"
     if metrics.exists():
-        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        rows = read_jsonl(metrics)
         curves = training_curves_png(rows)
         if curves is not None:
             pics["training_curves"] = _write(folder, "training-curves", curves)

@@ -8,12 +8,11 @@ import html
 import json
 from pathlib import Path
 
-from catneuron.errors import CatneuronError
 from catneuron.provenance import code_version
-from catneuron.files import write_text
+from catneuron.files import read_context, read_jsonl, write_text
 from catneuron.probe import calibration
 from catneuron.probe.pictures import INDEX, PICTURES, read_index
-from catneuron.probe.run import require_current
+from catneuron.probe.run import read_results
 
 # Reference accuracies (%) the paper states in its text (Table 1's other cells did not survive the
 # text extraction we have, so they are left out rather than recalled).
@@ -229,21 +228,14 @@ def _no_pictures(stale: bool) -> str:
 
 def report(run: str | Path, out: str | Path | None = None) -> Path:
     run = Path(run)
-    results_path = run / "probe" / "results.json"
-    if not results_path.exists():
-        raise CatneuronError(f"{results_path}: not found; run `catneuron probe {run}` first")
-    results = json.loads(results_path.read_text())
-    require_current(run, results)
+    results, _ = read_results(run)
     folder = run / "probe" / PICTURES
     index = read_index(run)      # None too when the pictures are from another probe than results.json
     stale = index is None and (folder / INDEX).exists()
     pictures = index or {"tasks": {}}
-    run_json = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
-    corpora = {}
-    for src in results["config"]["data"]["train"]:
-        manifest = Path(src) / "manifest.json"
-        if manifest.exists():
-            corpora[src] = json.loads(manifest.read_text())
+    run_json = read_context(run / "run.json") or {}
+    corpora = {src: read_context(Path(src) / "manifest.json") for src in results["config"]["data"]["train"]}
+    corpora = {src: manifest for src, manifest in corpora.items() if manifest is not None}
     summary = "".join(f"<li>{html.escape(t)}: {v['set']['positives']:,} positives, {v['set']['negatives']:,} "
                       f"distractors (all-negative {_pct(v['set']['all_negative'])} %)</li>"
                       for t, v in results["tasks"].items())
@@ -256,8 +248,8 @@ def report(run: str | Path, out: str | Path | None = None) -> Path:
     images_seen = None
     metrics = run / "metrics.jsonl"
     if metrics.exists():
-        lines = metrics.read_text().splitlines()
-        images_seen = json.loads(lines[-1])["images"] if lines else None
+        rows = read_jsonl(metrics)
+        images_seen = rows[-1].get("images") if rows else None
     body = f"""<!doctype html><html><head><meta charset=utf-8><title>catneuron report: {html.escape(run.name)}</title>
 <style>{CSS}</style></head><body>
 <h1>catneuron report: {html.escape(str(run))}</h1>

@@ -214,6 +214,25 @@ def tasks_of(cfg: Config, positives: list[str] | None, negatives: list[str] | No
     return [testsets.BY_NAME[t] for t in cfg.probe.tasks]
 
 
+def read_results(run: Path) -> tuple[dict, bytes]:
+    """RUN/probe/results.json parsed, and its bytes (what pictures are keyed by); a one-line error
+    when it is missing or damaged, or when the run's weights changed since it was written."""
+    path = run / "probe" / "results.json"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CatneuronError(f"{path}: not found; run `catneuron probe {run}` first") from None
+    try:
+        results = json.loads(raw)
+    except ValueError:
+        results = None
+    if not (isinstance(results, dict) and isinstance(results.get("tasks"), dict)
+            and isinstance(results.get("config"), dict)):
+        raise CatneuronError(f"{path}: damaged (not a probe's results); run `catneuron probe {run}` again")
+    require_current(run, results)
+    return results, raw
+
+
 def require_current(run: Path, results: dict) -> None:
     """A CatneuronError when the run's weights are not those its results.json was scored with
     (trained further since): pictures and pages drawn from both would mix two networks."""

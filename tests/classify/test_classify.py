@@ -70,12 +70,22 @@ def test_a_diverging_fine_tune_is_an_error_and_nothing_is_saved(tmp_path):
     assert not (tmp_path / "clf" / export.FILE).exists()
 
 
-def test_halves_are_disjoint_complete_and_seeded():
+def test_halves_are_disjoint_complete_seeded_and_stratified():
     data = _separable(n=101)
     a, b = data.halves(seed=3)
-    assert len(a) == 50 and len(b) == 51 and not set(a.origins) & set(b.origins)
+    assert not set(a.origins) & set(b.origins)
     assert sorted(a.origins + b.origins, key=int) == data.origins
     assert data.halves(seed=3)[0].origins == a.origins and data.halves(seed=4)[0].origins != a.origins
+    per_class = np.bincount(data.labels)
+    assert np.array_equal(np.bincount(a.labels, minlength=len(per_class)), per_class // 2)
+    assert np.array_equal(np.bincount(b.labels, minlength=len(per_class)), per_class - per_class // 2)
+
+
+def test_a_class_too_small_for_both_halves_is_refused():
+    data = _separable(n=40, classes=2)
+    rare = data.subset(np.concatenate([np.flatnonzero(data.labels == 0), np.flatnonzero(data.labels == 1)[:1]]))
+    with pytest.raises(DataError, match="class '.*' has 1 image\\(s\\); the two halves"):
+        rare.halves(seed=0)
 
 
 def _folder(tmp_path, counts):

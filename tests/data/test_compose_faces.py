@@ -107,3 +107,30 @@ def test_default_count_leaves_out_unreadable_files_and_an_explicit_count_says_wh
     with pytest.raises(DataError, match=r"has 72 readable images of 76 \(4 unreadable\), 76 wanted for --count 76"):
         compose([(str(tmp_path / "bad"), 1.0)], tmp_path / "d", size=16, count=76, progress=False)
     assert not (tmp_path / "d").exists()
+
+
+def test_a_corpus_of_no_images_is_refused_before_anything_is_written(tmp_path):
+    """The audit's `--count 0`: the manifest was written, then a ZeroDivisionError."""
+    _folder_with_broken_files(tmp_path / "bad", 3, 2)
+    for count in (0, -3):
+        with pytest.raises(DataError, match=f"--count {count}; expected at least 1 image"):
+            compose([(str(tmp_path / "bad"), 1.0)], tmp_path / "c", size=16, count=count, progress=False)
+    with pytest.raises(DataError, match="size 0 and shard size 5000; expected both >= 1"):
+        compose([(str(tmp_path / "bad"), 1.0)], tmp_path / "c", size=0, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError):
+        compose([(str(tmp_path / "empty"), 1.0)], tmp_path / "c", size=16, progress=False)
+    assert not (tmp_path / "c").exists()
+    for weight in ("nan", "inf", "-1"):
+        with pytest.raises(DataError, match="the fraction must be a number > 0"):
+            parse_mix([f"natural-64/train={weight}"])
+
+
+def test_an_audit_that_measured_nothing_says_so_instead_of_0_percent(tmp_path):
+    _folder_with_broken_files(tmp_path / "bad", 0, 3)
+    with pytest.raises(DataError, match=r"audit: none of the 3 records could be read \(first: .*zz0.png"):
+        audit([resolve(str(tmp_path / "bad"))], patches=10, progress=False)
+    _folder_with_broken_files(tmp_path / "good", 4, 0)
+    report = audit([resolve(str(tmp_path / "good"))], patches=0, progress=False)
+    assert report.patch_fraction is None and "patches with a face: none measured" in report.summary()
+    assert report.image_fraction is not None and "of 4 = " in report.summary()

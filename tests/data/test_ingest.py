@@ -9,7 +9,7 @@ from catneuron.data.ingest import NearDuplicateIndex, ingest, phash
 from catneuron.data.jobs import WorkResult, run_job
 from catneuron.data.shards import iter_shard
 from catneuron.data.sources import resolve
-from catneuron.errors import DataError
+from catneuron.errors import CatneuronError, DataError
 from tests.data.helpers import random_images
 
 
@@ -98,6 +98,14 @@ def test_interrupted_job_leaves_only_whole_shards_and_resumes(tmp_path):
     assert resumed.sessions == 2 and resumed.written == 40 and not list((tmp_path / "job").glob("*.tmp"))
     keys = [r.key for s in resumed.shards for r in iter_shard(tmp_path / "job" / s)]
     assert keys == [f"k{i:04d}" for i in range(40)]                # nothing lost, nothing twice
+
+
+@pytest.mark.parametrize("record", ['{"inputs": 4', '[1, 2]', '{"inputs": 4, "colour": "blue"}'])
+def test_a_damaged_progress_record_is_one_line_naming_it(tmp_path, record):
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "progress.json").write_text(record)
+    with pytest.raises(CatneuronError, match=r"progress.json: .*use a new output folder or delete .*progress.json"):
+        run_job(tmp_path / "job", list(range(4)), _numbers, shard_size=10, progress=False)
 
 
 def test_a_corrupt_shard_is_reported_and_the_job_goes_on(tmp_path):

@@ -186,6 +186,23 @@ def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeyp
     results.write_text(results.read_text().replace('"code_version"', '"code_version" ', 1))
     text = report(tiny_run).read_text()
     assert "drawn from an earlier probe" in text and text.count("data:image/png;base64,") < 19
+    # damaged files a kill or a careless hand leaves: a cut metrics line is skipped, a damaged
+    # pictures index counts as stale, a damaged results.json is one line naming it, not a traceback
+    metrics, index = tiny_run / "metrics.jsonl", tiny_run / "probe" / "pictures" / "index.json"
+    saved_results, saved_metrics = results.read_text(), metrics.read_text()
+    metrics.write_text(saved_metrics + '{"step": 21, "ima')
+    index.write_text('{"tasks": ')
+    text = report(tiny_run).read_text()
+    assert "drawn from an earlier probe" in text and f"{json.loads(saved_metrics.splitlines()[-1])['images']:,}" in text
+    from catneuron.errors import CatneuronError
+    from catneuron.explore import RunView
+    for damaged in (saved_results[:120], "[]", '{"tasks": {}}'):
+        results.write_text(damaged)
+        for read in (report, lambda run: visualize(run, steps=1), RunView):
+            with pytest.raises(CatneuronError, match=r"results.json: damaged \(not a probe's results\); run `catneuron"):
+                read(tiny_run)
+    results.write_text(saved_results)
+    metrics.write_text(saved_metrics)
 
 
 def test_the_sigmoid_baseline_flows_through_the_probe(tiny_run, tmp_path, monkeypatch):

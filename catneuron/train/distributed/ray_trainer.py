@@ -34,7 +34,7 @@ from catneuron.train.distributed.params import gather, partition, scatter
 from catneuron.train.distributed.partition import ray_workers
 from catneuron.train.distributed.replica import Replica, replica_sources
 from catneuron.train.distributed.server import ParameterShard, normalized_runs
-from catneuron.files import write_json
+from catneuron.files import read_json, write_json
 from catneuron.train.trainer import TrainResult, _truncate_metrics, _weights_metadata
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,8 @@ class DistributedTrainer:
         saved_cfg, layout = self.run_dir / "config.json", self.run_dir / "distributed.json"
         if not saved_cfg.exists():
             return
-        saved = json.loads(layout.read_text()) if layout.exists() else {}
+        saved = read_json(layout, "move it aside and give --ps-shards and --replicas as the run was started") \
+            if layout.exists() else {}
         extra = {f"--{flag}": (saved.get(key), getattr(self.s, key))
                  for flag, key in (("ps-shards", "shards"), ("replicas", "replicas")) if key in saved}
         rundir.check_resume(self.run_dir, load_file(saved_cfg).to_dict(), self.cfg.to_dict(), extra)
