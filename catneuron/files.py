@@ -24,11 +24,22 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def check_file_target(path: str | Path) -> Path:
+    """`path` as a file to be written; a one-line error when it is a folder or its folder is
+    missing. Commands that write at the end of long work call it first, so as not to lose it."""
+    path = Path(path)
+    if path.is_dir():
+        raise CatneuronError(f"{path}: is a folder; expected a file name to write")
+    if not path.parent.is_dir():
+        raise CatneuronError(f"{path}: its folder {path.parent} does not exist")
+    return path
+
+
 @contextmanager
 def replacing(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yields a fresh temporary path in `path`'s folder to write; when the block succeeds it is
     renamed to `path`, otherwise removed. `suffix` ends the temporary name (np.savez wants .npz)."""
-    path = Path(path)
+    path = check_file_target(path)
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     except OSError as err:          # name the file the user asked for, not our temporary name

@@ -138,6 +138,8 @@ def test_device_flag_then_the_runs_device_where_present_then_auto(monkeypatch):
 def test_info_gpu_memory_and_device_flags(capsys):
     assert main(["info", "--preset", "paper", "--batch-size", "100", "--gpu-memory", "80GiB"]) == 0
     assert "on a GPU of 80 GiB (78 GiB usable): fits" in capsys.readouterr().out
+    assert main(["info", "--preset", "tiny", "--gpu-memory", "1KB"]) == 0      # under the CUDA context's share
+    assert "(0 B usable): does not fit: 516 MiB short" in capsys.readouterr().out
     assert main(["info", "--gpu-memory", "eighty"]) == 2
     assert "--gpu-memory 'eighty': expected a size" in _error_line(capsys)
     assert main(["probe", "runs/none", "--device", "cuda:7"]) == 2
@@ -173,6 +175,35 @@ def test_damaged_run_files_are_one_line_errors(tmp_path, capsys):
     assert _error_line(capsys) == f"catneuron: error: config file {latin}: not UTF-8 text (expected JSON or TOML)"
 
 
+def test_a_trained_runs_network_and_settings_are_its_own(tmp_path, capsys):
+    """The third audit: --preset was silently ignored on a run's commands, --set model.* silently
+    dropped by the probe, and `classify train RUN --init random` built the small preset's network."""
+    out = _tiny_run(tmp_path)
+    capsys.readouterr()
+    assert main(["probe", str(out), "--preset", "small"]) == 2
+    assert _error_line(capsys).startswith(f"catneuron: error: --preset small: {out} keeps the settings it was trained")
+    assert main(["visualize", str(out), "--set", "model.sparsity=3"]) == 2
+    assert _error_line(capsys) == (f"catneuron: error: model.sparsity is 3.0 but {out} was trained with 0.1; a trained "
+                                   f"network's settings cannot change (train a new run to change them)")
+    from tests.data.helpers import png_bytes
+    import numpy as np
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", ".ipynb_checkpoints"):          # a hidden folder is not a class
+        (tmp_path / "cls" / name).mkdir(parents=True)
+        for i in range(4):
+            (tmp_path / "cls" / name / f"{i}.png").write_bytes(png_bytes(rng.integers(0, 256, (24, 24, 3), np.uint8)))
+    assert main(["classify", "train", str(out), "--init", "random", "--task", str(tmp_path / "cls"), "--out",
+                 str(tmp_path / "clf"), "--set", "classify.head_epochs=1", "--set", "classify.finetune_epochs=0",
+                 "--no-progress"]) == 0
+    assert ": 2 classes;" in capsys.readouterr().out
+    from catneuron import load
+    from catneuron.train.checkpoint import model_config
+    clf = load(tmp_path / "clf")
+    trained = model_config(out).model
+    assert clf.input_size == trained.input_size
+    assert [s.maps for s in clf.encoder.cfg.stages] == [s.maps for s in trained.stages]
+
+
 def test_unwritable_out_and_impossible_channels_are_one_line_errors(tmp_path, capsys):
     """An --out that cannot be created (here under a file: the same OSError path as a read-only
     folder or a full disk, and it holds for root too)."""
@@ -188,11 +219,16 @@ def test_unwritable_out_and_impossible_channels_are_one_line_errors(tmp_path, ca
 
 def test_errors_name_the_users_path_never_a_temporary_one(tmp_path, capsys):
     from catneuron.files import write_text
-    with pytest.raises(OSError) as err:
-        write_text(tmp_path / "missing" / "dir" / "r.html", "x")
-    assert err.value.filename == str(tmp_path / "missing" / "dir" / "r.html")
-    from catneuron.cli.common import pairs
     from catneuron.errors import CatneuronError
+    with pytest.raises(CatneuronError, match=f"^{tmp_path / 'missing' / 'dir' / 'r.html'}: its folder .* does not"):
+        write_text(tmp_path / "missing" / "dir" / "r.html", "x")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(CatneuronError, match=f"^{tmp_path / 'taken'}: is a folder; expected a file name to write$"):
+        write_text(tmp_path / "taken", "x")
+    # commands that write at the end say so before their work, not after it
+    assert main(["bench", "--out", str(tmp_path / "taken")]) == 2
+    assert _error_line(capsys) == f"catneuron: error: {tmp_path / 'taken'}: is a folder; expected a file name to write"
+    from catneuron.cli.common import pairs
     with pytest.raises(CatneuronError, match="--compare ctl/v2=runs/x: the name 'ctl/v2' may hold letters"):
         pairs(["ctl/v2=runs/x"], "--compare")
     assert pairs(["ctl-v2.1=runs/x"], "--compare") == {"ctl-v2.1": "runs/x"}

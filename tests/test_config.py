@@ -120,6 +120,9 @@ def test_overrides_and_files(tmp_path):
     (["train.momentum=-0.5"], "train.momentum must be >= 0, got -0.5"),
     (["probe.seed=-2"], "probe.seed must be >= 0, got -2"),
     (["data.shuffle_buffer=-1"], "data.shuffle_buffer must be >= 0, got -1"),
+    (["classify.head_epochs=0"], "classify.head_epochs must be >= 1, got 0"),
+    (["probe.kmeans_centroids=50", "probe.kmeans_images=3"], "probe.kmeans_images = 3 is fewer than"),
+    (["model.input_size=100000"], "model.input_size must be from 1 to 4096, got 100000"),
 ])
 def test_bad_settings_give_one_line_naming_the_setting(overrides, message):
     with pytest.raises(ConfigError) as err:

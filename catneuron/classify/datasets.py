@@ -130,7 +130,7 @@ def from_folders(folder: str | Path, size: int, channels: int = 3, per_class: in
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder (expected one sub-folder of images per class)")
     groups = {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):   # .ipynb_checkpoints
         files = images_under(sub)
         if not files:
             raise DataError(f"{sub}: class folder has no images ({', '.join(IMAGE_SUFFIXES)})")

@@ -37,6 +37,10 @@ def load(path: str | Path, device: str = "cpu") -> Classifier:
     """A Classifier from a directory written by `save` (or the file itself), in eval mode."""
     path = Path(path)
     if path.is_dir():
+        inside = sorted(p.parent.name for p in path.glob(f"*/{FILE}"))     # a `classify compare` folder
+        if inside and not (path / FILE).exists():
+            raise CatneuronError(f"{path}: holds one classifier per start ({', '.join(inside)}); name one, e.g. "
+                                 f"{path / inside[0]}")
         path = path / FILE
     if not path.exists():
         raise CatneuronError(f"{path}: no trained classifier (expected a directory holding {FILE})")

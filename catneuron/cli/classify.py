@@ -52,8 +52,9 @@ def cmd_train(args) -> None:
     from catneuron.train.checkpoint import model_config
     if args.init == "pretrained" and not args.run:
         raise CatneuronError("classify train: give the run directory of the trained network (or --init random/pixels)")
-    cfg = run_config(args) if args.init == "pretrained" else build_config(args, "small")
-    if args.init == "pretrained":
+    # with a run, every start (random weights and pixels too) has its input and architecture
+    cfg = run_config(args) if args.run else build_config(args, "small")
+    if args.run:
         cfg.model = model_config(args.run).model
     cfg.train.device = device(args, cfg)
     m, c = cfg.model, cfg.classify
@@ -82,9 +83,11 @@ def cmd_predict(args) -> None:
 
     from catneuron import load
     from catneuron.classify.model import as_batch
-    from catneuron.files import replacing
+    from catneuron.files import check_file_target, replacing
     from catneuron.data.images import IMAGE_SUFFIXES
     from catneuron.data.sources import images_under
+    if args.out:
+        check_file_target(args.out)
     clf = load(args.classifier, device(args, None))
     files = []
     for item in map(Path, args.images):

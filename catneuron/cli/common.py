@@ -42,11 +42,22 @@ def build_config(args, default_preset: str, base: C.Config | None = None) -> C.C
 
 
 def run_config(args) -> C.Config:
-    """The run's own settings (as trained), then this command line's --config and --set."""
+    """The run's own settings (as trained), then this command line's --config and --set; its
+    network is the one its weights were trained as, so neither a preset nor model.* may change it."""
     path = Path(args.run) / "config.json"
     if not path.exists():
         raise CatneuronError(f"{args.run}: not a run directory (no config.json)")
-    return build_config(args, "small", C.load_file(path))
+    if getattr(args, "preset", None):
+        raise CatneuronError(f"--preset {args.preset}: {args.run} keeps the settings it was trained with; "
+                             f"change probe or classify settings with --set or --config")
+    saved = C.load_file(path)
+    cfg = build_config(args, "small", saved)
+    from catneuron.train.rundir import NOT_THE_NETWORK
+    was, now = saved.to_dict()["model"], cfg.to_dict()["model"]
+    for key in (k for k in was if k not in NOT_THE_NETWORK and was[k] != now[k]):
+        raise CatneuronError(f"model.{key} is {now[key]!r} but {args.run} was trained with {was[key]!r}; a trained "
+                             f"network's settings cannot change (train a new run to change them)")
+    return cfg
 
 
 def device(args, cfg: C.Config | None) -> str:

@@ -128,6 +128,9 @@ def _add_audit(group) -> None:
 
 def cmd_audit(args) -> None:
     from catneuron.data.faces import audit
+    from catneuron.files import check_file_target
+    if args.out:
+        check_file_target(args.out)
     report = audit(_sources(args, args.sources), patches=args.patches, patch_size=args.patch_size, size=args.size,
                    seed=args.seed, workers=args.workers, detector=_detector(args), progress=not args.no_progress)
     print(report.summary())

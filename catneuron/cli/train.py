@@ -85,7 +85,10 @@ def add_bench(sub) -> None:
 
 def cmd_bench(args) -> None:
     from catneuron.bench import run_benchmark
+    from catneuron.files import check_file_target
     cfg = build_config(args, "small")
+    if args.out:
+        check_file_target(args.out)
     run_benchmark(cfg, quick=args.quick, repeats=args.repeats, out=args.out, device=device(args, cfg))
 
 

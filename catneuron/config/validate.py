@@ -6,6 +6,9 @@ from catneuron.errors import ConfigError
 from catneuron.nn.geometry import geometry
 
 
+# The paper's network takes 200 px; beyond this its geometry alone takes minutes to check.
+MAX_INPUT_SIZE = 4096
+
 CHOICES = {
     "model.norm_constraint": ("decoder", "encoder", "both", "none"),
     "model.backend": ("auto", "native", "batched", "torch"),
@@ -21,8 +24,8 @@ CHOICES = {
 
 def validate(cfg: Config) -> Config:
     m, t = cfg.model, cfg.train
-    if m.input_size < 1:
-        raise ConfigError(f"model.input_size must be >= 1, got {m.input_size}")
+    if not 1 <= m.input_size <= MAX_INPUT_SIZE:
+        raise ConfigError(f"model.input_size must be from 1 to {MAX_INPUT_SIZE}, got {m.input_size}")
     if m.channels not in (1, 3):       # images are decoded as grey or RGB
         raise ConfigError(f"model.channels = {m.channels}; expected 1 (grey) or 3 (RGB)")
     if not m.stages:
@@ -68,8 +71,13 @@ def validate(cfg: Config) -> Config:
     for key in ("linear_filters", "kmeans_centroids", "kmeans_images", "max_positives"):
         if getattr(p, key) < 0:
             raise ConfigError(f"probe.{key} must be >= 0, got {getattr(p, key)}")
+    if p.kmeans_images < p.kmeans_centroids:
+        raise ConfigError(f"probe.kmeans_images = {p.kmeans_images} is fewer than probe.kmeans_centroids = "
+                          f"{p.kmeans_centroids}; K-means needs at least one image per centroid")
     c = cfg.classify
-    for key in ("head_epochs", "finetune_epochs", "per_class"):
+    if c.head_epochs < 1:               # the frozen result and the fine-tuning's start are the trained head
+        raise ConfigError(f"classify.head_epochs must be >= 1, got {c.head_epochs}")
+    for key in ("finetune_epochs", "per_class"):
         if getattr(c, key) < 0:
             raise ConfigError(f"classify.{key} must be >= 0, got {getattr(c, key)}")
     for key in ("head_lr", "finetune_lr", "l2"):

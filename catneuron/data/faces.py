@@ -87,6 +87,7 @@ class AuditReport:
     images_with_face: int = 0
     patches: int = 0
     patches_with_face: int = 0
+    patches_too_small: int = 0                   # drawn from images smaller than a patch: not measured
     patch_size: int = 60
     size: int | None = None                      # images resized to this first (None: as stored)
     unreadable: dict[str, str] = field(default_factory=dict)
@@ -114,6 +115,9 @@ class AuditReport:
             for name, c in sorted(self.by_source.items()):
                 lines.append(f"  {name}: images {share(c['faces'], c['images'])}, "
                              f"patches {share(c['patch_faces'], c['patches'])}")
+        if self.patches_too_small:
+            lines.append(f"patches not measured, their image smaller than {self.patch_size} px: "
+                         f"{self.patches_too_small:,}")
         if self.unreadable:
             lines.append(f"unreadable records skipped: {len(self.unreadable)}")
         return "\n".join(lines)
@@ -135,12 +139,13 @@ def _audit_unit(job, detector: FaceDetector, patch_size: int, size: int | None, 
             continue
         rng = np.random.default_rng([seed, first_index + k])
         h, w = rgb.shape[:2]
-        p = min(patch_size, h, w)
+        wanted = int(patch_counts[k]) if k < len(patch_counts) else 0
         patches = []
-        for _ in range(int(patch_counts[k]) if k < len(patch_counts) else 0):
-            y, x = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
-            patches.append(bool(detector.detect(rgb[y:y + p, x:x + p])))
-        found.append((rec.key, record_source(rec, unit.spec), bool(detector.detect(rgb)), patches))
+        for _ in range(wanted if min(h, w) >= patch_size else 0):     # a smaller patch is another measure
+            y, x = int(rng.integers(0, h - patch_size + 1)), int(rng.integers(0, w - patch_size + 1))
+            patches.append(bool(detector.detect(rgb[y:y + patch_size, x:x + patch_size])))
+        found.append((rec.key, record_source(rec, unit.spec), bool(detector.detect(rgb)), patches,
+                      wanted - len(patches)))
     return found, unreadable
 
 
@@ -166,7 +171,8 @@ def audit(sources: list[Source], patches: int = 100_000, patch_size: int = 60, s
     with tqdm(total=total, unit="img", desc="audit", disable=not progress, dynamic_ncols=True) as bar:
         for found, unreadable in ordered_map(work, jobs, workers, chunk=1):
             report.unreadable.update(unreadable)
-            for key, source, whole, hits in found:
+            for key, source, whole, hits, too_small in found:
+                report.patches_too_small += too_small
                 c = by_source.setdefault(source, Counter())
                 c["images"] += 1
                 c["faces"] += whole
@@ -221,7 +227,8 @@ def control_corpus(sources: list[Source], out: Path, size: int | None = None, wo
     detector = detector or FaceDetector()
     parts = units(sources)
     report = run_job(out, parts, functools.partial(_control_unit, detector=detector, size=size), workers=workers,
-                     desc="control", progress=progress, total_files=sum(unit_size(u) for u in parts))
+                     desc="control", progress=progress, total_files=sum(unit_size(u) for u in parts),
+                     job=dict(kind="control", sources=[s.spec for s in sources], size=size, detector=asdict(detector)))
     by_kind: dict[str, dict[str, int]] = {"images": {}, "removed": {}}
     for name, n in report.stats.items():
         kind, source = name.split("/", 1)

@@ -138,7 +138,9 @@ def ingest(sources: list[Source], out: Path, size: int = 200, near: int | None =
         for rec in iter_shard(done):           # resuming: what is already kept counts as seen
             dedup.remember(rec.meta())
     report = run_job(out, parts, functools.partial(_work, size=size), workers=workers, shard_size=shard_size,
-                     desc="ingest", accept=dedup, progress=progress, total_files=total)
+                     desc="ingest", accept=dedup, progress=progress, total_files=total,
+                     job=dict(kind="ingest", sources=[s.spec for s in sources], size=size, near=near,
+                              shard_size=shard_size))
     if report.written == 0:
         raise DataError(f"ingest: none of the {total} inputs was a usable image "
                         f"(e.g. {next(iter(report.skipped.items()), ('?', '?'))})")

@@ -52,21 +52,26 @@ class JobReport:
     shards: list[str] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
     sessions: int = 0
+    job: dict = field(default_factory=dict)      # what was asked (kind, sources, settings): resumed only alike
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
 
 
-def _load_progress(out: Path, inputs: int) -> JobReport:
+def _load_progress(out: Path, inputs: int, job: dict) -> JobReport:
     path = out / PROGRESS
     if not path.exists():
-        return JobReport(inputs=inputs)
+        return JobReport(inputs=inputs, job=job)
     fresh = f"use a new output folder or delete {path}"
     saved = read_json(path, fresh)
     try:
         report = JobReport(**saved)
     except TypeError:
         raise DataError(f"{path}: not a job's progress record; {fresh}") from None
+    if report.job != job:
+        differ = sorted(k for k in {**report.job, **job} if report.job.get(k) != job.get(k))
+        raise DataError(f"{out}: holds a job with other {', '.join(differ)} ({report.job.get(differ[0])!r}, now "
+                        f"{job.get(differ[0])!r}); {fresh}")
     if report.inputs != inputs:
         raise DataError(f"{out}: holds a partial run over {report.inputs} inputs, this one has {inputs}; "
                         f"use a new output folder or delete {path}")
@@ -79,16 +84,20 @@ def _load_progress(out: Path, inputs: int) -> JobReport:
 def run_job(out: Path, inputs: Sequence, work: Callable[[Any], WorkResult], *, workers: int = 0,
             shard_size: int = 5000, prefix: str = "train", desc: str = "job",
             accept: Callable[[str, dict[str, bytes]], str | None] | None = None,
-            progress: bool = True, total_files: int | None = None) -> JobReport:
+            progress: bool = True, total_files: int | None = None, job: dict | None = None) -> JobReport:
     """Run `work` over `inputs` into shards in `out` (see the module docstring).
 
     `accept(key, files)` returns None to keep a record or a reason to drop it. `total_files`
-    sizes the progress bar (files/s); by default it counts inputs.
+    sizes the progress bar (files/s); by default it counts inputs. `job` says what is asked (its
+    sources and settings); a folder holding another job's shards is refused, not continued.
     """
+    job = json.loads(json.dumps(job or {}))          # as it reads back from progress.json
+    if out.exists() and not (out / PROGRESS).exists() and any(out.glob(f"{prefix}-*")):
+        raise DataError(f"{out}: holds shards but no {PROGRESS}; use a new output folder or delete it")
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.tmp"):
         stale.unlink()
-    report = _load_progress(out, len(inputs))
+    report = _load_progress(out, len(inputs), job)
     report.sessions += 1
     writer = ShardWriter(out / prefix, max_count=None, start_index=len(report.shards))
     pending: list[str] = []            # records in the shard being written, not yet counted

@@ -111,7 +111,9 @@ def extract_frames(folder: Path, out: Path, per_video: int = 1, size: int = 200,
     videos = find_videos(folder)
     items = [(str(p), str(p.relative_to(folder))) for p in videos]
     work = functools.partial(_work, count=per_video, size=size, seed=seed)
-    report = run_job(out, items, work, workers=workers, shard_size=shard_size, desc="frames", progress=progress)
+    report = run_job(out, items, work, workers=workers, shard_size=shard_size, desc="frames", progress=progress,
+                     job=dict(kind="frames", source=str(folder), per_video=per_video, size=size, seed=seed,
+                              shard_size=shard_size))
     if report.written == 0:
         raise DataError(f"video folder {folder}: none of the {len(videos)} videos could be read "
                         f"(e.g. {next(iter(report.skipped.items()), ('?', '?'))[0]}: "

@@ -176,7 +176,7 @@ def describe(cfg: ModelConfig, batch: int = 100, optimizer: str = "adagrad", gpu
     if gpu_memory:
         total = sum(mem.values())
         # CUDA's context and the caching allocator's fragmentation take some of a GPU's memory.
-        usable = gpu_memory - RESERVED_GPU_BYTES
+        usable = max(0, gpu_memory - RESERVED_GPU_BYTES)
         verdict = (f"fits, {_bytes(usable - total)} to spare" if total <= usable
                    else f"does not fit: {_bytes(total - usable)} short; lower the batch size or use model "
                         f"parallelism (--partitions)")

@@ -69,6 +69,10 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
     model, run_cfg = load_model(run, device)
     cfg = cfg or run_cfg
     cfg.model = run_cfg.model
+    asked = [t.name for t in tasks_of(cfg, positives, negatives)]
+    if not set(asked) & set(results["tasks"]):
+        raise CatneuronError(f"{run}: probed on {', '.join(results['tasks'])}, not on {', '.join(asked)}; draw what "
+                             f"the probe scored (its probe.tasks, or its --positives and --negatives)")
     with replacing_dir(run / "probe" / PICTURES) as folder:
         out = _draw(run, results, folder, model, cfg, steps, concepts, positives, negatives, device, concept_images)
         out["results_sha256"] = hashlib.sha256(raw).hexdigest()

@@ -112,11 +112,12 @@ class Detectors:
 
 
 def _weights_id(run: Path) -> str:
-    """Identifies a run's weights without reading them: path, size and time of the file."""
+    """Identifies a run's weights without reading them: which file in the run, its size and time.
+    Not where the run lies: a run moved or copied with its times (cp -p) keeps its scores."""
     final = run / "model.safetensors"
     path = final if final.exists() else max((run / "checkpoints").glob("step-*/model.safetensors"), default=final)
     st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    return f"{path.relative_to(run).as_posix()}:{st.st_size}:{st.st_mtime_ns}"
 
 
 # `--compare` names for the paper's training controls and its sigmoid-autoencoder baseline.
@@ -145,6 +146,9 @@ def training_sample(cfg: Config, count: int, seed: int) -> tuple[np.ndarray, lis
         name = rec.meta().get("source_set", spec) if "json" in rec.files else spec
         images += [img] * int(wanted[index])
         names += [name] * int(wanted[index])
+    if not images:
+        raise DataError(f"data.train ({', '.join(cfg.data.train)}): no readable training image for the baselines "
+                        f"(linear filters, K-means)")
     return np.stack(images), names
 
 

@@ -262,6 +262,19 @@ def _load_cached(path: Path, name: str) -> TestSet | None:
         return None
 
 
+def _refuse_overlap(name: str, positives: list[str], negatives: list[str]) -> None:
+    """A file among both positives and distractors, or twice on one side, would score a unit on
+    copies of one image: an accuracy that says nothing."""
+    for side, files in (("positives", positives), ("distractors", negatives)):
+        twice = sorted(f for f in set(files) if files.count(f) > 1)
+        if twice:
+            raise DataError(f"test set {name}: {twice[0]} is given more than once among the {side}")
+    both = sorted(set(positives) & set(negatives))
+    if both:
+        raise DataError(f"test set {name}: {len(both)} file(s) are both positives and distractors (e.g. {both[0]}); "
+                        f"give sets that do not overlap")
+
+
 def count(specs, root) -> int:
     from catneuron.data.sources import count_records
     return count_records(resolve_all(list(specs), root))
@@ -292,8 +305,9 @@ def build(task: Task, size: int, channels: int = 3, root: str | None = None, see
     want_neg = min(n_neg, int(n_pos * (1 - positive_fraction) / positive_fraction))
     want_pos = min(n_pos, int(round(want_neg * positive_fraction / (1 - positive_fraction))))
     construction = {"scene": dataclasses.asdict(task.scene) if task.scene else None, "grey": task.grey}
-    key = hashlib.sha256(json.dumps([task.name, file_identity(task.positives, base),
-                                     file_identity(task.negatives, base), size, channels, seed, want_pos, want_neg,
+    pos_files, neg_files = file_identity(task.positives, base), file_identity(task.negatives, base)
+    _refuse_overlap(task.name, [f[0] for f in pos_files], [f[0] for f in neg_files])
+    key = hashlib.sha256(json.dumps([task.name, pos_files, neg_files, size, channels, seed, want_pos, want_neg,
                                      construction, PREPARATION]).encode()).hexdigest()[:16]
     path = cache_dir() / f"{key}.npz"
     cached = _load_cached(path, task.name) if use_cache else None

@@ -1,5 +1,6 @@
 import copy
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -153,6 +154,10 @@ def test_cli_trains_on_class_folders_and_predicts_a_folder(tmp_path, capsys):
                  "--no-progress"]) == 2
     assert "none of the 7 images is readable" in capsys.readouterr().err
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 7            # the earlier CSV, untouched
+    (tmp_path / "compare").mkdir()                  # `classify compare` writes one folder per start
+    shutil.copytree(tmp_path / "clf", tmp_path / "compare" / "random")
+    with pytest.raises(CatneuronError, match="compare: holds one classifier per start \\(random\\); name one"):
+        load(tmp_path / "compare")
     weights = tmp_path / "clf" / export.FILE
     weights.write_bytes(weights.read_bytes()[:200])
     with pytest.raises(CatneuronError, match="classifier.safetensors: not a catneuron classifier"):

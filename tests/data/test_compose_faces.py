@@ -134,3 +134,7 @@ def test_an_audit_that_measured_nothing_says_so_instead_of_0_percent(tmp_path):
     report = audit([resolve(str(tmp_path / "good"))], patches=0, progress=False)
     assert report.patch_fraction is None and "patches with a face: none measured" in report.summary()
     assert report.image_fraction is not None and "of 4 = " in report.summary()
+    large = audit([resolve(str(tmp_path / "good"))], patches=12, patch_size=1000, progress=False)
+    assert large.patches == 0 and large.patches_too_small == 12
+    assert "1000x1000 patches with a face: none measured" in large.summary()
+    assert "patches not measured, their image smaller than 1000 px: 12" in large.summary()

@@ -108,6 +108,24 @@ def test_a_damaged_progress_record_is_one_line_naming_it(tmp_path, record):
         run_job(tmp_path / "job", list(range(4)), _numbers, shard_size=10, progress=False)
 
 
+def test_a_folder_holding_another_job_is_refused_not_reported_as_new(tmp_path):
+    """The third audit's case: ingest of other images (or at another size) into the folder of an
+    earlier ingest printed the earlier job's count and rewrote its manifest with the new settings."""
+    from tests.data.helpers import write_shards
+    write_shards(tmp_path / "a" / "set", random_images(12), per_shard=6)
+    write_shards(tmp_path / "b" / "set", random_images(12, seed=1), per_shard=6)
+    first = ingest([resolve(str(tmp_path / "a"))], tmp_path / "out", size=24, near=None, progress=False)
+    again = ingest([resolve(str(tmp_path / "a"))], tmp_path / "out", size=24, near=None, progress=False)
+    assert again.written == first.written == 12           # the same job again: already complete
+    with pytest.raises(DataError, match=r"out: holds a job with other sources \(\[.*a'\], now \[.*b'\]\)"):
+        ingest([resolve(str(tmp_path / "b"))], tmp_path / "out", size=24, near=None, progress=False)
+    with pytest.raises(DataError, match=r"holds a job with other size \(24, now 32\); use a new output folder"):
+        ingest([resolve(str(tmp_path / "a"))], tmp_path / "out", size=32, near=None, progress=False)
+    (tmp_path / "out" / "progress.json").unlink()
+    with pytest.raises(DataError, match="holds shards but no progress.json"):
+        run_job(tmp_path / "out", list(range(4)), _numbers, shard_size=10, progress=False)
+
+
 def test_a_corrupt_shard_is_reported_and_the_job_goes_on(tmp_path):
     from tests.data.helpers import write_shards
     write_shards(tmp_path / "in" / "set", random_images(12), per_shard=6)

@@ -96,6 +96,9 @@ def test_own_test_sets_can_be_explored_and_other_sets_are_not_drawn_from_their_r
     with pytest.raises(CatneuronError, match="test set custom: not the one the probe scored"):
         visualize(tiny_run, cfg, steps=2, concepts=False, positives=[str(tmp_path / "b")],
                   negatives=[str(tmp_path / "neg")])
+    # without the probe's own sets there is nothing to draw: said, not "pictures of 0 neurons"
+    with pytest.raises(CatneuronError, match="probed on custom, not on faces, faces-aligned, bodies; draw what"):
+        visualize(tiny_run, cfg, steps=2, concepts=False)
 
 
 def test_probes_that_cannot_mean_anything_are_refused(tiny_run, tmp_path, monkeypatch):
@@ -108,6 +111,11 @@ def test_probes_that_cannot_mean_anything_are_refused(tiny_run, tmp_path, monkey
               progress=False)
     with pytest.raises(ConfigError, match="probe.tasks is empty"):
         probe(tiny_run, C.apply_overrides(cfg, ["probe.tasks=[]"]), progress=False)
+    (tmp_path / "unreadable").mkdir()
+    (tmp_path / "unreadable" / "0.jpg").write_bytes(b"not a picture")
+    with pytest.raises(DataError, match="no readable training image for the baselines"):
+        probe(tiny_run, C.apply_overrides(cfg, ['probe.tasks=["faces-aligned"]', "probe.random_weights=false",
+                                                f"data.train={tmp_path / 'unreadable'}"]), progress=False)
     grey = C.load_file(tiny_run / "config.json")
     grey.model.channels, grey.train.steps = 1, 2
     Trainer(grey, tmp_path / "grey", progress=False).run()
@@ -118,6 +126,19 @@ def test_probes_that_cannot_mean_anything_are_refused(tiny_run, tmp_path, monkey
     shutil.copytree(tiny_run, run)
     results = probe(run, C.apply_overrides(cfg, ['probe.tasks=["faces-aligned"]']), progress=False)
     require_current(run, results)
+    moved = tmp_path / "elsewhere" / "run"              # a run moved with its files' times keeps its scores
+    shutil.copytree(run, moved)
+    require_current(moved, results)
+    # copies of one image among positives and distractors, or twice on one side, score nothing
+    own = tmp_path / "own"
+    for i, image in enumerate(random_images(6, size=24)):
+        own.mkdir(exist_ok=True)
+        Image.fromarray(image).save(own / f"{i}.png")
+    from catneuron.probe.testsets import Task, build
+    with pytest.raises(DataError, match=r"6 file\(s\) are both positives and distractors"):
+        build(Task("own", (str(own),), (str(own),)), 20, root=None, use_cache=False)
+    with pytest.raises(DataError, match=r"0.png is given more than once among the positives"):
+        build(Task("own", (str(own / "0.png"), str(own / "0.png")), (str(own / "1.png"),)), 20, use_cache=False)
     more = C.load_file(run / "config.json")
     more.train.steps += 2
     Trainer(more, run, resume=True, progress=False).run()
