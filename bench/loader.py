@@ -19,7 +19,7 @@ from catneuron.data.preprocess import to_tensor
 from catneuron.data.sources import resolve_all
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.runtime import keep_freed_memory
-from catneuron.train.trainer import make_optimizer
+from catneuron.train.optim import make_optimizer
 
 
 def loader_rate(sources, cfg, workers: int, batches: int) -> float:
@@ -40,7 +40,7 @@ def loader_rate(sources, cfg, workers: int, batches: int) -> float:
 def training_rate(cfg, steps: int, sources=None) -> float:
     torch.manual_seed(0)
     model = DeepSparseAutoencoder(cfg.model)
-    opt = make_optimizer(cfg, model.parameters())
+    opt = make_optimizer(cfg.train, model.parameters())
     fixed = torch.randn(cfg.train.batch_size, cfg.model.channels, cfg.model.input_size, cfg.model.input_size)
     it = ImageStream(sources, cfg.model.input_size, seed=2).batches(cfg.train.batch_size) if sources else None
     times = []

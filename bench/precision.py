@@ -24,7 +24,8 @@ from catneuron.data.preprocess import to_tensor
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.nn.structure import spectral_concentration
 from catneuron.provenance import environment
-from catneuron.train.trainer import make_optimizer, train_step
+from catneuron.train.optim import make_optimizer
+from catneuron.train.trainer import train_step
 
 from stage1_levers import load
 
@@ -32,7 +33,7 @@ from stage1_levers import load
 def train(cfg: C.Config, images: np.ndarray, picks: np.ndarray, device: torch.device) -> dict:
     torch.manual_seed(cfg.train.seed)
     model = DeepSparseAutoencoder(cfg.model, device=device)
-    opt = make_optimizer(cfg, model.parameters())
+    opt = make_optimizer(cfg.train, model.parameters())
     losses, times = [], []
     for batch in picks:
         x = to_tensor(images[batch], cfg.data.preprocess, device)

@@ -18,7 +18,8 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from catneuron.config import preset  # noqa: E402
 from catneuron.nn.autoencoder import DeepSparseAutoencoder  # noqa: E402
-from catneuron.train.trainer import make_optimizer, train_step  # noqa: E402
+from catneuron.train.optim import make_optimizer  # noqa: E402
+from catneuron.train.trainer import train_step  # noqa: E402
 
 # (part, operator-name fragments): the first part whose fragment an operator's name holds takes it.
 PARTS = [
@@ -52,7 +53,7 @@ def main() -> None:
         cfg.model.precision = precision
         torch.manual_seed(0)
         model = DeepSparseAutoencoder(cfg.model)
-        runs[precision] = (cfg, model, make_optimizer(cfg, model.parameters()))
+        runs[precision] = (cfg, model, make_optimizer(cfg.train, model.parameters()))
     x = torch.randn(cfg.train.batch_size, cfg.model.channels, cfg.model.input_size, cfg.model.input_size)
     for cfg, model, opt in runs.values():       # warm-up: kernel builds, allocator
         train_step(model, opt, cfg, x)

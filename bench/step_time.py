@@ -21,7 +21,8 @@ import torch  # noqa: E402
 
 from catneuron.config import preset  # noqa: E402
 from catneuron.nn.autoencoder import DeepSparseAutoencoder  # noqa: E402
-from catneuron.train.trainer import make_optimizer, train_step  # noqa: E402
+from catneuron.train.optim import make_optimizer  # noqa: E402
+from catneuron.train.trainer import train_step  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
     cfg.model.precision = args.precision
     torch.manual_seed(0)
     model = DeepSparseAutoencoder(cfg.model)
-    opt = make_optimizer(cfg, model.parameters())
+    opt = make_optimizer(cfg.train, model.parameters())
     x = torch.randn(cfg.train.batch_size, cfg.model.channels, cfg.model.input_size, cfg.model.input_size)
     times = []
     for i in range(args.steps + 3):     # three warm-up steps: kernel builds, allocator

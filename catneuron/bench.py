@@ -279,7 +279,8 @@ def train_throughput(cfg: Config, steps: int, device="cpu", data: bool = False) 
     from catneuron.data.preprocess import to_tensor
     from catneuron.data.sources import resolve_all
     from catneuron.nn.autoencoder import DeepSparseAutoencoder
-    from catneuron.train.trainer import make_optimizer, train_step
+    from catneuron.train.optim import make_optimizer
+    from catneuron.train.trainer import train_step
     device = torch.device(device)
     runs = {}
     for precision in train_precisions(cfg, device):
@@ -287,7 +288,7 @@ def train_throughput(cfg: Config, steps: int, device="cpu", data: bool = False) 
         run_cfg.model.precision = precision
         torch.manual_seed(0)
         model = DeepSparseAutoencoder(run_cfg.model, device=device)
-        runs[precision] = (run_cfg, model, make_optimizer(run_cfg, model.parameters()))
+        runs[precision] = (run_cfg, model, make_optimizer(run_cfg.train, model.parameters()))
     B, S = cfg.train.batch_size, cfg.model.input_size
     if data:
         stream = ImageStream(resolve_all(cfg.data.train, cfg.data.root), S, cfg.model.channels,

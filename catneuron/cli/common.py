@@ -32,7 +32,11 @@ def build_config(args, default_preset: str, base: C.Config | None = None) -> C.C
             cfg = C.load_file(args.config, cfg)
     overrides = list(args.overrides)
     for flag, key in (("steps", "train.steps"), ("batch_size", "train.batch_size"), ("device", "train.device"),
-                      ("seed", "train.seed"), ("threads", "train.threads")):
+                      ("seed", "train.seed"), ("threads", "train.threads"), ("replicas", "distributed.replicas"),
+                      ("ps_shards", "distributed.shards"), ("fetch_every", "distributed.fetch_every"),
+                      ("push_every", "distributed.push_every"), ("partitions", "distributed.partitions"),
+                      ("threads_per_replica", "distributed.threads"), ("warm_start", "distributed.warm_start"),
+                      ("address", "distributed.address")):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={value}")

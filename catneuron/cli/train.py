@@ -39,15 +39,16 @@ def add_train(sub) -> None:
     p.add_argument("--threads", type=int, help="CPU threads (train.threads)")
     dist = p.add_argument_group("distributed training (Downpour SGD on Ray; docs/distributed.md)")
     dist.add_argument("--distributed", choices=["ray"], help="train with model replicas and parameter servers")
-    dist.add_argument("--replicas", type=integer(1), default=2, help="model replicas, each on its part of the data")
-    dist.add_argument("--ps-shards", type=integer(1), default=2, help="parameter-server shards")
-    dist.add_argument("--fetch-every", type=integer(1), default=1, metavar="P", help="fetch parameters every P steps")
-    dist.add_argument("--push-every", type=integer(1), default=1, metavar="G", help="push gradients every G steps")
-    dist.add_argument("--partitions", type=integer(1), default=1, metavar="K",
+    # each flag sets its distributed.* setting (config.json keeps them, so --resume carries them)
+    dist.add_argument("--replicas", type=integer(1), help="model replicas, each on its part of the data (default 2)")
+    dist.add_argument("--ps-shards", type=integer(1), help="parameter-server shards (default 2)")
+    dist.add_argument("--fetch-every", type=integer(1), metavar="P", help="fetch parameters every P steps (default 1)")
+    dist.add_argument("--push-every", type=integer(1), metavar="G", help="push gradients every G steps (default 1)")
+    dist.add_argument("--partitions", type=integer(1), metavar="K",
                       help="split each replica's locally connected layers into K spatial bands, one worker each")
-    dist.add_argument("--threads-per-replica", type=integer(1), default=1)
-    dist.add_argument("--warm-start", type=integer(0), default=0, metavar="STEPS",
-                      help="steps one replica trains alone before the others join")
+    dist.add_argument("--threads-per-replica", type=integer(1), help="CPU threads per replica (default 1)")
+    dist.add_argument("--warm-start", type=integer(0), metavar="STEPS",
+                      help="steps one replica trains alone before the others join (default 0)")
     dist.add_argument("--address", help="an existing Ray cluster (default: start Ray on this machine)")
     p.set_defaults(func=cmd_train)
 
@@ -60,12 +61,8 @@ def cmd_train(args) -> int:
     base = C.load_file(saved) if args.resume and os.path.exists(saved) else None
     cfg = build_config(args, "small", base)
     if args.distributed:
-        from catneuron.train.distributed.ray_trainer import DistributedSettings, DistributedTrainer
-        settings = DistributedSettings(replicas=args.replicas, shards=args.ps_shards, fetch_every=args.fetch_every,
-                                       push_every=args.push_every, partitions=args.partitions,
-                                       threads=args.threads_per_replica, address=args.address,
-                                       warm_start=args.warm_start)
-        result = DistributedTrainer(cfg, out, settings, resume=args.resume, progress=not args.no_progress).run()
+        from catneuron.train.distributed.ray_trainer import DistributedTrainer
+        result = DistributedTrainer(cfg, out, resume=args.resume, progress=not args.no_progress).run()
     else:
         result = Trainer(cfg, out, resume=args.resume, progress=not args.no_progress).run()
     state = "interrupted" if result.interrupted else "finished"

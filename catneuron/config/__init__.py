@@ -14,10 +14,10 @@ not give keep the preset's values.
 """
 from catneuron.config.parse import apply_overrides, from_dict, load_file
 from catneuron.config.presets import DEMO_STEPS, PRESETS, preset
-from catneuron.config.schema import (ClassifyConfig, Config, DataConfig, ModelConfig, ProbeConfig, StageConfig,
-                                     TrainConfig)
+from catneuron.config.schema import (ClassifyConfig, Config, DataConfig, DistributedConfig, ModelConfig, ProbeConfig,
+                                     StageConfig, TrainConfig)
 from catneuron.config.validate import CHOICES, validate
 
-__all__ = ["CHOICES", "DEMO_STEPS", "PRESETS", "ClassifyConfig", "Config", "DataConfig", "ModelConfig",
-           "ProbeConfig", "StageConfig", "TrainConfig", "apply_overrides", "from_dict", "load_file", "preset",
-           "validate"]
+__all__ = ["CHOICES", "DEMO_STEPS", "PRESETS", "ClassifyConfig", "Config", "DataConfig", "DistributedConfig",
+           "ModelConfig", "ProbeConfig", "StageConfig", "TrainConfig", "apply_overrides", "from_dict", "load_file",
+           "preset", "validate"]

@@ -120,6 +120,22 @@ class ClassifyConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Downpour SGD on Ray (`catneuron train --distributed ray`; docs/distributed.md)."""
+    replicas: int = 2             # model replicas, each on its part of the data
+    shards: int = 2               # parameter-server shards
+    fetch_every: int = 1          # P: a replica fetches the parameters every P steps
+    push_every: int = 1           # G: and pushes its summed gradients every G steps
+    partitions: int = 1           # K: spatial partitions of each replica's network (model parallelism)
+    threads: int = 1              # CPU threads per replica
+    address: str | None = None    # an existing Ray cluster; None: start one on this machine
+    warm_start: int = 0           # steps one replica trains alone before the others join
+    chunk: int = 10               # steps per driver call to a replica
+    max_restarts: int = 3         # per replica
+    object_store_mb: int | None = None
+
+
+@dataclass
 class Config:
     preset: str = "paper"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -127,6 +143,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -85,6 +85,15 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"classify.{key} must be >= 0, got {getattr(c, key)}")
     if c.batch_size < 1:
         raise ConfigError(f"classify.batch_size must be >= 1, got {c.batch_size}")
+    d = cfg.distributed
+    for key in ("replicas", "shards", "fetch_every", "push_every", "partitions", "threads", "chunk"):
+        if getattr(d, key) < 1:
+            raise ConfigError(f"distributed.{key} must be >= 1, got {getattr(d, key)}")
+    for key in ("warm_start", "max_restarts"):
+        if getattr(d, key) < 0:
+            raise ConfigError(f"distributed.{key} must be >= 0, got {getattr(d, key)}")
+    if d.object_store_mb is not None and d.object_store_mb < 1:
+        raise ConfigError(f"distributed.object_store_mb must be >= 1 (or null), got {d.object_store_mb}")
     if not (t.device in ("cpu", "cuda", "auto") or t.device.startswith("cuda:")):
         raise ConfigError(f"train.device = {t.device!r}; expected cpu, cuda, cuda:N or auto")
     return cfg

@@ -53,10 +53,15 @@ class SigmoidOutput(NamedTuple):
         return {"filter": self.filtered, "sigmoid": self.hidden}
 
 
+def unit_rows_(rows: torch.Tensor) -> None:
+    """Scale each row of a (features, values) view to unit L2 norm, in place: the norm constraint,
+    on a stage's weights here and on a parameter server's flat slice of them."""
+    rows.div_(rows.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+
 def unit_norm_(weight: torch.Tensor) -> None:
     """Scale each feature's filter weight[i, j, m] (over r, r, C) to unit L2 norm, in place."""
-    norms = weight.flatten(3).norm(dim=3).clamp_min(1e-12)
-    weight.div_(norms[..., None, None, None])
+    unit_rows_(weight.view(-1, weight[0, 0, 0].numel()))
 
 
 class _Autoencoding(nn.Module):

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from catneuron.errors import CatneuronError
 from catneuron.files import replacing, replacing_dir
+from catneuron.train.optim import restore
 
 PREFIX = "step-"
 UNREADABLE = (OSError, RuntimeError, ValueError, EOFError, KeyError, SafetensorError, pickle.UnpicklingError)
@@ -125,9 +126,7 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | 
     except UNREADABLE as err:
         raise CatneuronError(f"checkpoint {path}: unreadable ({_first_line(err)})") from None
     if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        for group in optimizer.param_groups:    # the state (moments, sums) is the run's; the rates the config's
-            group.update(optimizer.defaults)
+        restore(optimizer, state["optimizer"])
         _set_rng_state(state["rng"])
     return state
 

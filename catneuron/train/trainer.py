@@ -34,6 +34,7 @@ from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.provenance import code_version, environment
 from catneuron.train import checkpoint, rundir
 from catneuron.train.monitor import LearningMonitor
+from catneuron.train.optim import decay_, make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -56,26 +57,6 @@ def resolve_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
-def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
-    t, params = cfg.train, list(params)
-    # The fused CPU kernels make one pass over the weights instead of several; with tens of
-    # millions of weights the optimizer step is memory-bound, so this is ~10x faster.
-    fused = all(p.device.type == "cpu" for p in params)
-    if t.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=t.lr, fused=fused)
-    if t.optimizer == "adam":     # AdamW's decay is train.weight_decay's, in the same pass
-        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, fused=fused)
-    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, fused=fused)
-
-
-@torch.no_grad()
-def decay_(cfg: Config, params) -> None:
-    """Decoupled weight decay (train.weight_decay) for the optimizers that lack it (AdamW has it)."""
-    t = cfg.train
-    if t.weight_decay and t.optimizer != "adam":    # only what this step trained (greedy: one stage)
-        torch._foreach_mul_([p for p in params if p.grad is not None], 1.0 - t.lr * t.weight_decay)
-
-
 def active_stage(cfg: Config, step: int) -> int | None:
     """The stage that step `step` (from 0) trains under train.schedule = greedy; None: all of them."""
     if cfg.train.schedule == "simultaneous":
@@ -92,7 +73,7 @@ def train_step(model: DeepSparseAutoencoder, optimizer: torch.optim.Optimizer, c
     optimizer.zero_grad(set_to_none=True)
     objective.total.backward()
     optimizer.step()
-    decay_(cfg, model.parameters())
+    decay_(cfg.train, model.parameters())
     model.project_(active)
     return objective
 
@@ -169,7 +150,7 @@ class Trainer:
         torch.manual_seed(t.seed)
         model = DeepSparseAutoencoder(cfg.model, device=device)
         monitor = LearningMonitor(model)          # the seed fixes the initialization, resumed or not
-        optimizer = make_optimizer(cfg, model.parameters())
+        optimizer = make_optimizer(t, model.parameters())
         step, images_seen, stream_state = 0, 0, StreamState()
         restored = checkpoint.load_latest(self.ckpt_dir, model, optimizer, device) if self.resume else None
         if restored is not None:

@@ -11,7 +11,8 @@ from catneuron import config as C
 from catneuron.data.preprocess import to_tensor
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.nn.structure import duplicated, localization, spectral_concentration
-from catneuron.train.trainer import make_optimizer, train_step
+from catneuron.train.optim import make_optimizer
+from catneuron.train.trainer import train_step
 
 
 def gabor_dictionary(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -50,7 +51,7 @@ def train(cfg: C.Config, batches, steps: int) -> DeepSparseAutoencoder:
     """The trainer's step (catneuron.train.trainer.train_step) without its data plumbing."""
     torch.manual_seed(cfg.train.seed)
     model = DeepSparseAutoencoder(cfg.model)
-    optimizer = make_optimizer(cfg, model.parameters())
+    optimizer = make_optimizer(cfg.train, model.parameters())
     for _ in range(steps):
         train_step(model, optimizer, cfg, next(batches))
     return model

@@ -168,13 +168,14 @@ def test_sigmoid_autoencoder_baseline():
 def test_joint_training_across_stages_is_stable_on_tiny():
     """model.cross_stage_grad: the exact gradient of the summed objective reaches the stages below;
     200 Adam steps on a fixed set of images keep it finite and lower it."""
-    from catneuron.train.trainer import make_optimizer, train_step
+    from catneuron.train.optim import make_optimizer
+    from catneuron.train.trainer import train_step
     cfg = preset("tiny")
     cfg.model.cross_stage_grad = True
     cfg.train.optimizer, cfg.train.lr = "adam", 0.003
     torch.manual_seed(0)
     model = DeepSparseAutoencoder(cfg.model)
-    optimizer = make_optimizer(cfg, model.parameters())
+    optimizer = make_optimizer(cfg.train, model.parameters())
     images = torch.randn(40, 3, 20, 20)
     losses = [train_step(model, optimizer, cfg, images[(k % 2) * 20:(k % 2) * 20 + 20]).total.item()
               for k in range(200)]

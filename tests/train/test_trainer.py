@@ -324,12 +324,13 @@ def test_greedy_schedule_trains_one_stage_per_phase():
     """train.schedule = greedy: 9 steps in three phases; a step of phase k moves stage k's weights
     only, and the objective it returns is that stage's, the stages above not computed."""
     from catneuron.nn.autoencoder import DeepSparseAutoencoder
-    from catneuron.train.trainer import active_stage, make_optimizer, train_step
+    from catneuron.train.optim import make_optimizer
+    from catneuron.train.trainer import active_stage, train_step
     cfg = _cfg([], steps=9, schedule="greedy", optimizer="sgd", weight_decay=0.1)
     assert [active_stage(cfg, s) for s in range(9)] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     torch.manual_seed(0)
     model = DeepSparseAutoencoder(cfg.model)
-    optimizer = make_optimizer(cfg, model.parameters())
+    optimizer = make_optimizer(cfg.train, model.parameters())
     x = torch.randn(8, 3, 20, 20)
     for step in (0, 3, 6):
         active = active_stage(cfg, step)
@@ -354,7 +355,7 @@ def test_a_greedy_run_trains_and_logs_every_phase(tmp_path, shards):
 
 
 def test_distributed_trainer_refuses_the_greedy_schedule(tmp_path):
-    from catneuron.train.distributed.ray_trainer import DistributedSettings, DistributedTrainer
+    from catneuron.train.distributed.ray_trainer import DistributedTrainer
     cfg = _cfg([], steps=10, schedule="greedy")
     with pytest.raises(CatneuronError, match="train.schedule = greedy"):
-        DistributedTrainer(cfg, tmp_path / "run", DistributedSettings())
+        DistributedTrainer(cfg, tmp_path / "run")

@@ -41,21 +41,6 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class DistributedSettings:
-    replicas: int = 2
-    shards: int = 2
-    fetch_every: int = 1          # P
-    push_every: int = 1           # G
-    partitions: int = 1           # K: spatial partitions of each replica's network (model parallelism)
-    threads: int = 1              # CPU threads per replica
-    address: str | None = None    # an existing Ray cluster; None: start one on this machine
-    warm_start: int = 0           # steps one replica trains alone before the others join
-    chunk: int = 10               # steps per driver call to a replica
-    max_restarts: int = 3         # per replica
-    object_store_mb: int | None = None
-
-
-@dataclass
 class GpuPlacement:
     """GPU share of each replica actor and of each band worker (Ray's num_gpus)."""
     replica: float = 0.0
@@ -145,15 +130,12 @@ def connect(address: str | None, object_store_mb: int | None = None) -> None:
 
 
 class DistributedTrainer:
-    def __init__(self, cfg: Config, run_dir: str | Path, settings: DistributedSettings, resume: bool = False,
-                 progress: bool = True):
-        self.cfg, self.s = validate(cfg), settings
+    def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True):
+        """The replicas, shards and the rest of the layout are cfg.distributed's."""
+        self.cfg = validate(cfg)
+        self.s = self.cfg.distributed
         self.run_dir, self.resume, self.progress = Path(run_dir), resume, progress
         self.ckpt_dir = self.run_dir / "checkpoints"
-        if min(settings.replicas, settings.shards, settings.fetch_every, settings.push_every, settings.partitions) < 1:
-            raise CatneuronError("--replicas, --ps-shards, --fetch-every, --push-every and --partitions must be >= 1")
-        if cfg.train.optimizer not in ("adagrad", "sgd"):
-            raise CatneuronError(f"train.optimizer = {cfg.train.optimizer}: the parameter servers apply adagrad or sgd")
         if cfg.train.schedule != "simultaneous":
             raise CatneuronError(f"train.schedule = {cfg.train.schedule}: the distributed trainer trains every "
                                  f"stage at every step (simultaneous)")
@@ -173,8 +155,8 @@ class DistributedTrainer:
             return
         saved = read_json(layout, "move it aside and give --ps-shards and --replicas as the run was started") \
             if layout.exists() else {}
-        extra = {f"--{flag}": (saved.get(key), getattr(self.s, key))
-                 for flag, key in (("ps-shards", "shards"), ("replicas", "replicas")) if key in saved}
+        extra = {f"distributed.{key}": (saved.get(key), getattr(self.s, key))
+                 for key in ("shards", "replicas") if key in saved}
         rundir.check_resume(self.run_dir, load_file(saved_cfg).to_dict(), self.cfg.to_dict(), extra)
 
     def _run(self) -> TrainResult:
@@ -204,8 +186,7 @@ class DistributedTrainer:
 
         def start_shard(k: int):
             """Shard k, from the newest saved state when there is one, else from the start."""
-            handle = shard_actor.remote(initial[k], normalized_runs(specs[k]), cfg.train.lr, cfg.train.optimizer,
-                                        momentum=cfg.train.momentum, weight_decay=cfg.train.weight_decay)
+            handle = shard_actor.remote(initial[k], normalized_runs(specs[k]), cfg.train)
             if shard_states is not None:
                 ray.get(handle.load_state_dict.remote(shard_states[k]))
             return handle

@@ -1,4 +1,5 @@
-"""A parameter-server shard: its slice of the parameters, Adagrad applied on the server.
+"""A parameter-server shard: its slice of the parameters and the optimizer that steps it
+(train/optim.py, the single-process trainer's: Adagrad as in DistBelief, or Adam, or SGD).
 
 Plain Python, so it runs in-process (tests, the local backend) or as a Ray actor. Replicas push
 gradients computed on parameters they fetched at some version; the shard applies each push at
@@ -7,19 +8,25 @@ between that fetch and the push (the staleness).
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
+from catneuron.config import TrainConfig
+from catneuron.errors import CatneuronError
+from catneuron.nn.stage import unit_rows_
+from catneuron.train.optim import decay_, make_optimizer, restore
+
 
 class ParameterShard:
-    def __init__(self, values: np.ndarray, normalized_rows: list[tuple[int, int, int]], lr: float,
-                 optimizer: str = "adagrad", eps: float = 1e-10, momentum: float = 0.0, weight_decay: float = 0.0):
-        """`normalized_rows`: (offset, rows, row size) runs of features kept at unit L2 norm."""
+    def __init__(self, values: np.ndarray, normalized_rows: list[tuple[int, int, int]], train: TrainConfig):
+        """`normalized_rows`: (offset, rows, row size) runs of features kept at unit L2 norm; `train`
+        names the optimizer and its rates, built as the single-process trainer builds its own."""
         self.params = torch.from_numpy(np.array(values, dtype=np.float32, copy=True))
-        self.state = torch.zeros_like(self.params)           # Adagrad's sum of squares, or SGD's momentum
+        self.train = train
+        self.optimizer = make_optimizer(train, [self.params])
         self.normalized = normalized_rows
-        self.lr, self.optimizer, self.eps, self.momentum = lr, optimizer, eps, momentum
-        self.weight_decay = weight_decay      # decoupled, as the single-process trainer's
         self.version = 0
         self.pushes = 0
         self.pulls = 0
@@ -31,30 +38,27 @@ class ParameterShard:
     def push(self, grad: np.ndarray, version: int, steps: int = 1) -> int:
         """Apply a gradient (summed over `steps` minibatches, averaged here) computed at `version`;
         returns its staleness: updates other replicas applied since that version."""
-        g = torch.from_numpy(grad) / steps
-        if self.optimizer == "adagrad":
-            self.state.addcmul_(g, g)
-            self.params.addcdiv_(g, self.state.sqrt().add_(self.eps), value=-self.lr)
-        else:
-            self.state.mul_(self.momentum).add_(g)
-            self.params.add_(self.state, alpha=-self.lr)
-        if self.weight_decay:
-            self.params.mul_(1.0 - self.lr * self.weight_decay)
+        self.params.grad = torch.from_numpy(grad).div(steps)
+        self.optimizer.step()
+        decay_(self.train, [self.params])
         for offset, rows, size in self.normalized:
-            view = self.params[offset:offset + rows * size].view(rows, size)
-            view.div_(view.norm(dim=1, keepdim=True).clamp_min(1e-12))
+            unit_rows_(self.params[offset:offset + rows * size].view(rows, size))
         staleness = self.version - version
         self.version += 1
         self.pushes += 1
         return staleness
 
     def state_dict(self) -> dict:
-        return {"params": self.params.clone(), "state": self.state.clone(), "version": self.version,
-                "pushes": self.pushes, "pulls": self.pulls}
+        return {"params": self.params.clone(), "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "version": self.version, "pushes": self.pushes, "pulls": self.pulls}
 
     def load_state_dict(self, d: dict) -> None:
-        self.params = torch.as_tensor(d["params"], dtype=torch.float32).clone()
-        self.state = torch.as_tensor(d["state"], dtype=torch.float32).clone()
+        if "optimizer" not in d:
+            raise CatneuronError("a parameter shard saved by an earlier catneuron (its own Adagrad state): resume it "
+                                 "with that version, or start a new run")
+        with torch.no_grad():
+            self.params.copy_(torch.as_tensor(d["params"], dtype=torch.float32))
+        restore(self.optimizer, d["optimizer"])
         self.version, self.pushes, self.pulls = d["version"], d["pushes"], d["pulls"]
 
     def counts(self) -> dict:

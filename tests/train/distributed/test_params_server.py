@@ -1,6 +1,7 @@
 import copy
 
 import numpy as np
+import pytest
 import torch
 
 from catneuron import config as C
@@ -8,6 +9,8 @@ from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.train.distributed.params import gather, partition, scatter
 from catneuron.train.distributed.replica import LocalShards, Replica
 from catneuron.train.distributed.server import ParameterShard, normalized_runs
+from catneuron.train.optim import make_optimizer
+from catneuron.train.trainer import train_step
 from tests.data.helpers import random_images, write_shards
 
 
@@ -37,28 +40,40 @@ def test_shards_hold_disjoint_parameter_sets_whose_union_is_the_model():
         assert all(torch.equal(a, b) for a, b in zip(model.parameters(), other.parameters()))
 
 
-def test_server_adagrad_matches_torch_adagrad_and_keeps_features_at_unit_norm():
+@pytest.mark.parametrize("optimizer, settings", [("adagrad", []), ("adam", ["train.weight_decay=0.5"]),
+                                                 ("sgd", ["train.momentum=0.9", "train.weight_decay=0.5"])])
+def test_a_shard_steps_as_the_single_process_trainer_does(optimizer, settings):
+    """Shards of the parameters, each stepped by its own optimizer, give the weights the
+    single-process trainer's step gives (optimizer, decoupled decay, unit-norm constraint):
+    the update rule is one, whatever the optimizer, Adam included."""
+    cfg = C.apply_overrides(C.preset("tiny"), [f"train.optimizer={optimizer}", "train.lr=0.05", *settings])
     model = _model()
     reference = copy.deepcopy(model)
-    spec = partition(model, 1)[0]
-    shard = ParameterShard(gather(model, spec), normalized_runs(spec), lr=0.05)
-    opt = torch.optim.Adagrad(reference.parameters(), lr=0.05)
+    opt = make_optimizer(cfg.train, reference.parameters())
+    specs = partition(model, 2)
+    shards = [ParameterShard(gather(model, spec), normalized_runs(spec), cfg.train) for spec in specs]
     x = torch.randn(4, 3, 20, 20)
     for _ in range(3):
-        reference.zero_grad()
-        reference.objective(x).total.backward()
-        opt.step()
-        reference.project_()
-        _, values = shard.pull()
-        scatter(model, spec, values)
+        train_step(reference, opt, cfg, x)
+        for spec, shard in zip(specs, shards):
+            scatter(model, spec, shard.pull()[1])
         model.zero_grad()
         model.objective(x).total.backward()
-        assert shard.push(gather(model, spec, grads=True), version=shard.version) == 0
-    scatter(model, spec, shard.pull()[1])
+        for spec, shard in zip(specs, shards):
+            assert shard.push(gather(model, spec, grads=True), version=shard.version) == 0
+    for spec, shard in zip(specs, shards):
+        scatter(model, spec, shard.pull()[1])
     for a, b in zip(reference.parameters(), model.parameters()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
     w = model.stages[0].decoder.weight
     torch.testing.assert_close(w.flatten(3).norm(dim=3), torch.ones(w.shape[:3]), rtol=1e-5, atol=1e-5)
+    # a shard restored from its state continues exactly (the optimizer's moments travel with it)
+    again = ParameterShard(gather(model, specs[0]), normalized_runs(specs[0]), cfg.train)
+    again.load_state_dict(shards[0].state_dict())
+    grad = np.random.default_rng(0).standard_normal(specs[0].size).astype(np.float32)
+    shards[0].push(grad, shards[0].version)
+    again.push(grad, again.version)
+    np.testing.assert_allclose(again.pull()[1], shards[0].pull()[1], rtol=1e-6)
 
 
 def test_replicas_fetch_and_push_every_p_and_g_steps_and_lower_the_objective(tmp_path):
@@ -67,7 +82,7 @@ def test_replicas_fetch_and_push_every_p_and_g_steps_and_lower_the_objective(tmp
     cfg.data.train = [str(tmp_path / "data")]
     model = _model()
     specs = partition(model, 2)
-    shards = [ParameterShard(gather(model, s), normalized_runs(s), lr=0.05) for s in specs]
+    shards = [ParameterShard(gather(model, s), normalized_runs(s), cfg.train) for s in specs]
     local = LocalShards(shards)
     replicas = [Replica(cfg, r, 2, specs, threads=0, fetch_every=3, push_every=2) for r in range(2)]
     first = last = None

@@ -10,7 +10,9 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from catneuron import config as C  # noqa: E402
-from catneuron.train.distributed.ray_trainer import DistributedSettings, DistributedTrainer  # noqa: E402
+from catneuron.config import DistributedConfig  # noqa: E402
+from catneuron.errors import CatneuronError  # noqa: E402
+from catneuron.train.distributed.ray_trainer import DistributedTrainer  # noqa: E402
 from tests.data.helpers import random_images, write_shards  # noqa: E402
 
 
@@ -20,8 +22,9 @@ def data(tmp_path):
     return str(tmp_path / "data")
 
 
-def _cfg(data, steps):
+def _cfg(data, steps, distributed):
     cfg = C.preset("tiny")
+    cfg.distributed = distributed
     cfg.data.train = [data]
     cfg.train.steps = steps
     cfg.train.checkpoint_every = 20
@@ -33,8 +36,8 @@ def _rows(run):
 
 
 def test_async_training_lowers_the_objective_and_honours_p_and_g(local_ray, data, tmp_path):
-    settings = DistributedSettings(replicas=2, shards=3, fetch_every=2, push_every=4, chunk=8)
-    result = DistributedTrainer(_cfg(data, 64), tmp_path / "run", settings, progress=False).run()
+    settings = DistributedConfig(replicas=2, shards=3, fetch_every=2, push_every=4, chunk=8)
+    result = DistributedTrainer(_cfg(data, 64, settings), tmp_path / "run", progress=False).run()
     rows = [r for r in _rows(tmp_path / "run") if "loss" in r]
     assert result.step == 64 and {r["replica"] for r in rows} == {0, 1}
     assert rows[-1]["loss"] < 0.8 * rows[0]["loss"]
@@ -69,8 +72,8 @@ def _run_and_kill(trainer, run, pick_pid) -> tuple:
 
 
 def test_a_killed_replica_is_restarted_and_training_goes_on(local_ray, data, tmp_path):
-    settings = DistributedSettings(replicas=2, shards=2, chunk=4, max_restarts=2)
-    trainer = DistributedTrainer(_cfg(data, 120), tmp_path / "run", settings, progress=False)
+    settings = DistributedConfig(replicas=2, shards=2, chunk=4, max_restarts=2)
+    trainer = DistributedTrainer(_cfg(data, 120, settings), tmp_path / "run", progress=False)
     # the replica process that reported last
     result, killed = _run_and_kill(trainer, tmp_path / "run", lambda rows: len(rows) >= 4 and rows[-1]["pid"])
     assert killed, "no replica was killed"
@@ -96,8 +99,8 @@ def _shard_pids():
 
 def test_a_killed_parameter_shard_is_restarted_from_its_checkpoint(local_ray, data, tmp_path):
     """The audit's case: a dead shard used to be blamed on the live replicas ("restart 4 of 3")."""
-    settings = DistributedSettings(replicas=2, shards=2, chunk=4, max_restarts=2)
-    trainer = DistributedTrainer(_cfg(data, 120), tmp_path / "run", settings, progress=False)
+    settings = DistributedConfig(replicas=2, shards=2, chunk=4, max_restarts=2)
+    trainer = DistributedTrainer(_cfg(data, 120, settings), tmp_path / "run", progress=False)
     def after_the_first_checkpoint(rows):
         return any(r.get("step", 0) >= 28 for r in rows) and min(_shard_pids(), default=None)
 
@@ -123,26 +126,32 @@ def test_a_local_cluster_advertises_loopback(monkeypatch):
 
 
 def test_model_parallel_replicas_on_ray_band_workers(local_ray, data, tmp_path):
-    settings = DistributedSettings(replicas=1, shards=2, partitions=2, chunk=10)
-    result = DistributedTrainer(_cfg(data, 30), tmp_path / "run", settings, progress=False).run()
+    settings = DistributedConfig(replicas=1, shards=2, partitions=2, chunk=10)
+    result = DistributedTrainer(_cfg(data, 30, settings), tmp_path / "run", progress=False).run()
     rows = [r for r in _rows(tmp_path / "run") if "loss" in r]
     assert result.step == 30 and rows[-1]["loss"] < rows[0]["loss"]
 
 
 def test_warm_start_trains_one_replica_alone_first(local_ray, data, tmp_path):
-    settings = DistributedSettings(replicas=2, shards=2, chunk=5, warm_start=20)
-    DistributedTrainer(_cfg(data, 50), tmp_path / "run", settings, progress=False).run()
+    settings = DistributedConfig(replicas=2, shards=2, chunk=5, warm_start=20)
+    DistributedTrainer(_cfg(data, 50, settings), tmp_path / "run", progress=False).run()
     rows = [r for r in _rows(tmp_path / "run") if "loss" in r]
     assert {r["replica"] for r in rows if r["step"] <= 20} == {0}
     assert {r["replica"] for r in rows if r["step"] > 20} == {0, 1}
 
 
 def test_resume_after_the_whole_job_is_killed(local_ray, data, tmp_path):
-    settings = DistributedSettings(replicas=2, shards=2, chunk=10)
-    DistributedTrainer(_cfg(data, 40), tmp_path / "run", settings, progress=False).run()
-    result = DistributedTrainer(_cfg(data, 60), tmp_path / "run", settings, resume=True, progress=False).run()
+    settings = DistributedConfig(replicas=2, shards=2, chunk=10)
+    DistributedTrainer(_cfg(data, 40, settings), tmp_path / "run", progress=False).run()
+    result = DistributedTrainer(_cfg(data, 60, settings), tmp_path / "run", resume=True, progress=False).run()
     steps = [r["step"] for r in _rows(tmp_path / "run") if "loss" in r]
     assert result.step == 60 and steps[-1] == 60 and max(steps[:-1]) < 60
+    # the layout is a setting like any other: config.json keeps it, a resume may not change it
+    saved = C.load_file(tmp_path / "run" / "config.json")
+    assert saved.distributed == settings
+    with pytest.raises(CatneuronError, match=r"--resume: distributed.shards is 3 but .* was trained with 2"):
+        DistributedTrainer(_cfg(data, 80, DistributedConfig(replicas=2, shards=3, chunk=10)), tmp_path / "run",
+                           resume=True, progress=False).run()
 
 
 def test_unreachable_cluster_is_one_clear_error(data, tmp_path):
