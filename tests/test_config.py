@@ -160,7 +160,8 @@ def test_a_stage_given_as_a_table_changes_only_the_fields_it_names(tmp_path):
     assert len(shorter.model.stages) == 2 and shorter.model.stages[1].stride == 2
     assert shorter.model.stages[1].receptive_field == small.model.stages[1].receptive_field
     cfg = C.apply_overrides(small, ['model.stages.1={"maps": 4}'])
-    assert cfg.model.stages[1].maps == 4 and cfg.model.stages[1].receptive_field == small.model.stages[1].receptive_field
+    assert cfg.model.stages[1].maps == 4
+    assert cfg.model.stages[1].receptive_field == small.model.stages[1].receptive_field
 
 
 def test_a_preset_that_is_not_a_name_and_absurd_memory_sizes_are_config_errors():

@@ -145,7 +145,8 @@ def read_index(run: Path) -> dict | None:
     if not index.exists() or not results.exists():
         return None
     pictures = read_context(index)         # damaged: drawn again, as when stale
-    return pictures if pictures and pictures.get("results_sha256") == hashlib.sha256(results.read_bytes()).hexdigest() else None
+    current = hashlib.sha256(results.read_bytes()).hexdigest()
+    return pictures if pictures and pictures.get("results_sha256") == current else None
 
 
 FILTER_IMAGES = 2000        # training images the top-patch galleries are drawn from

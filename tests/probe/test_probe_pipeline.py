@@ -220,7 +220,7 @@ def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeyp
     for damaged in (saved_results[:120], "[]", '{"tasks": {}}'):
         results.write_text(damaged)
         for read in (report, lambda run: visualize(run, steps=1), RunView):
-            with pytest.raises(CatneuronError, match=r"results.json: damaged \(not a probe's results\); run `catneuron"):
+            with pytest.raises(CatneuronError, match=r"results.json: damaged \(not a probe's results\); run"):
                 read(tiny_run)
     results.write_text(saved_results)
     metrics.write_text(saved_metrics)
