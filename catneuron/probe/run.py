@@ -39,7 +39,7 @@ from catneuron.probe import calibration, testsets
 from catneuron.probe.detectors import CentroidDetectors, LinearFilterDetectors, NetworkDetectors
 from catneuron.probe.selectivity import StreamingScorer, accuracy_at, exact_auc
 from catneuron.provenance import code_version
-from catneuron.train.checkpoint import load_model
+from catneuron.train.checkpoint import load_model, weights_file
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,7 @@ class Detectors:
 def _weights_id(run: Path) -> str:
     """Identifies a run's weights without reading them: which file in the run, its size and time.
     Not where the run lies: a run moved or copied with its times (cp -p) keeps its scores."""
-    final = run / "model.safetensors"
-    path = final if final.exists() else max((run / "checkpoints").glob("step-*/model.safetensors"), default=final)
+    path = weights_file(run)
     st = path.stat()
     return f"{path.relative_to(run).as_posix()}:{st.st_size}:{st.st_mtime_ns}"
 

@@ -169,12 +169,18 @@ def read_metadata(path: Path) -> dict:
 
 
 def weights_file(path: str | Path) -> Path:
-    """A run directory's final weights, else its newest checkpoint's; or the file itself."""
+    """A run directory's newest weights: its final ones, unless a resumed session trained past them
+    and was stopped (then its newest checkpoint's, which is later); or the file itself."""
     path = Path(path)
     if path.is_dir():
         final = path / "model.safetensors"
         newest = latest(path / "checkpoints")
-        path = final if final.exists() else (newest / "model.safetensors" if newest else final)
+        if newest is None:
+            path = final
+        elif not final.exists() or int(read_metadata(final).get("step", -1)) < int(newest.name[len(PREFIX):]):
+            path = newest / "model.safetensors"
+        else:
+            path = final
     if not path.exists():
         raise CatneuronError(f"{path}: no trained weights (expected a run directory or a model.safetensors)")
     return path

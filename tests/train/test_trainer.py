@@ -234,6 +234,21 @@ def test_a_resumed_run_trains_at_the_rate_its_config_says(tmp_path, shards):
     assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
 
 
+def test_a_run_stopped_after_training_past_its_final_weights_is_read_at_its_newest_checkpoint(tmp_path, shards):
+    """A finished run, resumed for more steps and stopped midway, keeps its earlier
+    model.safetensors beside newer checkpoints: probe and visualize silently scored the old weights."""
+    import shutil
+    from catneuron.train.checkpoint import weights_file
+    run = tmp_path / "run"
+    Trainer(_cfg([shards], 10, checkpoint_every=5), run, progress=False).run()
+    shutil.copy2(run / "model.safetensors", tmp_path / "final-10.safetensors")
+    Trainer(_cfg([shards], 20, checkpoint_every=5), run, resume=True, progress=False).run()
+    shutil.copy2(tmp_path / "final-10.safetensors", run / "model.safetensors")     # as if stopped before the end
+    assert weights_file(run) == run / "checkpoints" / "step-00000020" / "model.safetensors"
+    Trainer(_cfg([shards], 20, checkpoint_every=5), run, resume=True, progress=False).run()
+    assert weights_file(run) == run / "model.safetensors"         # finished again: the final weights are newest
+
+
 def test_a_diverging_run_keeps_its_last_good_checkpoint_and_says_what_to_do(tmp_path, shards):
     Trainer(_cfg([shards], 10, checkpoint_every=5), tmp_path / "run", progress=False).run()
     good = {c.name: load_file(c / "model.safetensors") for c in checkpoint.complete(tmp_path / "run" / "checkpoints")}
