@@ -1,4 +1,4 @@
-"""One configuration object (model, data, training, probe, classify) with named presets, overrides
+"""One configuration object (model, data, training, probe, classify, distributed) with named presets, overrides
 and validation:
 
     cfg = preset("small")
