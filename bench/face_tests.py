@@ -61,8 +61,8 @@ def main() -> None:
             "random_best": pct(fl["random_best"]), "random_by_stage": {s: pct(v) for s, v in fl["random_by_stage"].items()},
             "stage1_best": pct(fl["stage1_best"]), "linear_best": pct(fl["linear_best"]),
             "kmeans_best": pct(fl["kmeans_best"]),
-            "best": pct(best_of(task["detectors"], "trained-")),
-            "by_stage": {s: pct(best_of(task["detectors"], "trained-", f"{s}/")) for s in stages},
+            "best": pct(best_of(task["detectors"], "trained")),
+            "by_stage": {s: pct(best_of(task["detectors"], "trained", f"{s}/")) for s in stages},
             "ceiling": pct(cal.get("ceiling")), "giveaway": pct(cal.get("giveaway")),
             "heldout_all_negative": pct(cal.get("test_all_negative"))}
     write_json(Path(args.out), {"run": args.run, "code_version": results["code_version"],

@@ -27,13 +27,14 @@ from catneuron.errors import CatneuronError
 from catneuron.probe.pictures import visualize
 from catneuron.probe.report import report
 from catneuron.probe.run import probe
+from catneuron.rundir import RunDir
 from catneuron.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 
 def _train(cfg: C.Config, out: Path, progress: bool) -> None:
-    if (out / "model.safetensors").exists():
+    if RunDir(out).weights.exists():
         log.info("%s: already trained", out)
         return
     if Trainer(cfg, out, resume=out.exists(), progress=progress).run().interrupted:
@@ -74,7 +75,7 @@ def demo(out: str | Path = "runs/demo", corpus: str | Path = "corpora/default",
         timings[f"train {name}"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    probe_cfg = C.apply_overrides(C.load_file(runs["main"] / "config.json"),
+    probe_cfg = C.apply_overrides(C.load_file(RunDir(runs["main"]).config),
                                   ['probe.tasks=["faces","faces-aligned","cat faces","bodies"]', "probe.modes=whole",
                                    "probe.max_positives=2000", "probe.linear_filters=5000",
                                    "probe.kmeans_centroids=300", "probe.kmeans_images=10000"])

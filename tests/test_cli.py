@@ -175,6 +175,30 @@ def test_damaged_run_files_are_one_line_errors(tmp_path, capsys):
     assert _error_line(capsys) == f"catneuron: error: config file {latin}: not UTF-8 text (expected JSON or TOML)"
 
 
+def test_print_config_shows_the_merged_settings_and_runs_nothing(tmp_path, capsys):
+    """--print-config prints what the command would run with (preset, file, --set, flags; on a
+    run's commands, the run's own settings under them) as a config file, and writes nothing."""
+    assert main(["train", "--preset", "tiny", "--set", "train.lr=0.02", "--steps", "7", "--out", str(tmp_path / "x"),
+                 "--print-config"]) == 0
+    printed = tmp_path / "printed.json"
+    printed.write_text(capsys.readouterr().out)
+    from catneuron import config as C
+    cfg = C.load_file(printed)
+    assert (cfg.preset, cfg.train.lr, cfg.train.steps) == ("tiny", 0.02, 7) and not (tmp_path / "x").exists()
+    out = _tiny_run(tmp_path)
+    capsys.readouterr()
+    assert main(["probe", str(out), "--set", "probe.batch_size=3", "--print-config"]) == 0
+    probed = C.from_dict(__import__("json").loads(capsys.readouterr().out))
+    assert probed.probe.batch_size == 3 and probed.model == C.load_file(out / "config.json").model
+    assert not (out / "probe").exists()
+    # commands that have no settings of their own do not take any
+    for command in (["explore", str(out)], ["classify", "predict", str(out), str(out)],
+                    ["data", "frames", str(tmp_path), "--out", str(tmp_path / "f")]):
+        with pytest.raises(SystemExit):
+            main(command + ["--set", "train.lr=1"])
+        assert "unrecognized arguments: --set" in capsys.readouterr().err
+
+
 def test_a_trained_runs_network_and_settings_are_its_own(tmp_path, capsys):
     """The third audit: --preset was silently ignored on a run's commands, --set model.* silently
     dropped by the probe, and `classify train RUN --init random` built the small preset's network."""
@@ -235,11 +259,11 @@ def test_errors_name_the_users_path_never_a_temporary_one(tmp_path, capsys):
 
 
 def test_ctrl_c_before_training_starts_exits_130_without_a_traceback(monkeypatch, capsys):
-    from catneuron.cli import train
+    from catneuron.cli import info
 
     def interrupted(args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(train, "cmd_info", interrupted)
+    monkeypatch.setattr(info, "cmd_info", interrupted)
     assert main(["info"]) == 130
     assert capsys.readouterr().err.strip() == "catneuron: interrupted"
 

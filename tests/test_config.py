@@ -4,7 +4,6 @@ import pytest
 
 from catneuron import config as C
 from catneuron.errors import ConfigError
-from catneuron.nn.accounting import count, describe
 from catneuron.nn.geometry import geometry
 
 
@@ -15,63 +14,11 @@ def test_presets_validate_and_survive_a_round_trip_through_json(name, tmp_path):
     path = tmp_path / "config.json"
     path.write_text(cfg.to_json())
     assert C.load_file(path).to_dict() == cfg.to_dict()
-    assert geometry(cfg.model)[-1].pool_size >= 1          # every stage fits its input
-
-
-def test_paper_counts_match_hand_computation():
-    # 200x200x3 -> filters 18x18, stride 1: (200-18+1)^2 = 183^2 locations, 8 maps, 18*18*3 weights each;
-    # pool 5, stride 1: 179^2; stage 2: (179-17)^2 = 162^2 locations, 18*18*8 weights; pool: 158^2;
-    # stage 3: 141^2 locations, pool 137^2.
-    w1 = [183 ** 2 * 8 * 18 * 18 * 3, 162 ** 2 * 8 * 18 * 18 * 8, 141 ** 2 * 8 * 18 * 18 * 8]
-    assert w1 == [260_410_464, 544_195_584, 412_252_416]
-    c = count(C.preset("paper").model)          # built on the meta device
-    assert [s.encoder_params for s in c.stages] == w1
-    assert [s.decoder_params for s in c.stages] == w1
-    assert c.connections == sum(w1) == 1_216_858_464
-    assert c.parameters == 2 * sum(w1)
-    mem = c.memory(100)
-    assert mem["weights"] == mem["optimizer_state"] == 4 * 2 * sum(w1)
-    assert c.memory(100, "adam")["optimizer_state"] == 2 * mem["weights"]
-    # Autograd keeps at least every sublayer output and reconstruction; pooling and LCN keep a few
-    # intermediates of the same sizes besides.
-    per_image = (8 * 183 ** 2 + 2 * 8 * 179 ** 2 + 3 * 200 ** 2) + (8 * 162 ** 2 + 2 * 8 * 158 ** 2 + 8 * 179 ** 2) \
-        + (8 * 141 ** 2 + 2 * 8 * 137 ** 2 + 8 * 158 ** 2)
-    assert 100 * 4 * per_image < mem["activations"] < 4 * 100 * 4 * per_image
-    assert "1,216,858,464" in describe(C.preset("paper").model)
-
-
-def test_saved_activations_counted_on_meta_equal_those_of_a_real_step():
-    import torch
-
-    from catneuron.nn.accounting import saved_for_backward
-    from catneuron.nn.autoencoder import DeepSparseAutoencoder
-    cfg = C.preset("tiny").model
-    model = DeepSparseAutoencoder(cfg)
-    storages: dict[int, torch.Tensor] = {}       # holding them keeps freed addresses from being reused
-
-    def pack(t):
-        if not (t.is_leaf and t.requires_grad):
-            storages[t.untyped_storage().data_ptr()] = t
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model.objective(torch.randn(6, 3, 20, 20))
-    # Counted per saved tensor on meta (a storage saved through two views counts twice), per
-    # storage here: equal within a few per cent, and the estimate errs on the large side.
-    real = sum(t.untyped_storage().nbytes() for t in storages.values())
-    assert real <= saved_for_backward(cfg, 6) <= 1.05 * real
-
-
-def test_info_says_whether_the_paper_network_fits_a_gpu():
-    from catneuron.errors import ConfigError
-    from catneuron.nn.accounting import parse_bytes
-    model = C.preset("paper").model
-    assert parse_bytes("80GiB", "x") == 80 * 2 ** 30 and parse_bytes("24 GB", "x") == 24 * 10 ** 9
-    assert "fits" in describe(model, 100, "adam", parse_bytes("80GiB", "x")).splitlines()[-1]
-    assert "does not fit" in describe(model, 100, "adam", parse_bytes("24GB", "x")).splitlines()[-1]
-    for bad in ("80XB", "-3GiB", "GiB"):
-        with pytest.raises(ConfigError, match="--gpu-memory"):
-            parse_bytes(bad, "--gpu-memory")
+    # each stage's input is the one below's pooled output: filters (in - r) / stride + 1, pooling likewise
+    for below, stage, st in zip([None, *geometry(cfg.model)], geometry(cfg.model), cfg.model.stages):
+        assert stage.in_size == (below.pool_size if below else cfg.model.input_size)
+        assert stage.filter_size == (stage.in_size - st.receptive_field) // st.stride + 1
+        assert stage.pool_size == (stage.filter_size - st.pool_size) // st.pool_stride + 1 >= 1
 
 
 def test_paper_top_units_see_76_to_88_pixels():
@@ -167,7 +114,7 @@ def test_a_stage_given_as_a_table_changes_only_the_fields_it_names(tmp_path):
 def test_a_preset_that_is_not_a_name_and_absurd_memory_sizes_are_config_errors():
     with pytest.raises(ConfigError, match=r"setting preset: expected a preset's name, got \['x'\]"):
         C.from_dict({"preset": ["x"]})
-    from catneuron.nn.accounting import parse_bytes
+    from catneuron.cli.info import parse_bytes
     for text in ("1e999GB", "nanGB", "0GB", "-3GiB"):
         with pytest.raises(ConfigError, match="--gpu-memory .*expected a size"):
             parse_bytes(text, "--gpu-memory")

@@ -14,7 +14,8 @@ import logging
 import signal
 import sys
 
-from catneuron.cli import classify, data, probe, train
+from catneuron.cli import classify, data, info, probe, train
+from catneuron.cli.common import ConfigPrinted
 from catneuron.errors import CatneuronError
 
 
@@ -22,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="catneuron", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (train.add_info, train.add_train, train.add_bench, data.add_data, probe.add_probe,
+    for add in (info.add_info, train.add_train, train.add_bench, data.add_data, probe.add_probe,
                 probe.add_visualize, probe.add_explore, classify.add_classify, probe.add_report, train.add_demo):
         add(sub)
     return p
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(levelname)s %(name)s: %(message)s" if args.verbose else "catneuron: %(message)s")
         return args.func(args) or 0
+    except ConfigPrinted:
+        return 0
     except CatneuronError as err:
         return _error(str(err))
     except OSError as err:       # unwritable --out, a full disk, a file gone: the file and the reason

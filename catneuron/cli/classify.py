@@ -5,7 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
-from catneuron.cli.common import DEVICE_HELP, build_config, config_args, device, run_config
+from catneuron.cli.common import DEVICE_HELP, build_config, config_args, device, progress_arg, run_config
 from catneuron.errors import CatneuronError, DataError
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def add_classify(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
     p = group.add_parser("predict", help="classify images or folders of images with a saved classifier")
-    config_args(p, "small")
+    progress_arg(p)
     p.add_argument("classifier", help="directory written by classify train/compare")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--out", help="CSV file (default: standard output)")

@@ -5,10 +5,10 @@ import argparse
 import logging
 import math
 import re
-from pathlib import Path
 
 from catneuron import config as C
 from catneuron.errors import CatneuronError
+from catneuron.rundir import NOT_THE_NETWORK, RunDir
 
 DEVICE_HELP = "cpu, cuda, cuda:N or auto (default: the run's train.device where this machine has it, else auto)"
 
@@ -19,11 +19,34 @@ def config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument("--config", help="JSON or TOML file of settings, applied over the preset")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set train.lr=0.02 --set model.stages.*.maps=16")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the settings this command would run with (JSON, usable as --config) and exit")
+    progress_arg(p)
+
+
+def progress_arg(p: argparse.ArgumentParser) -> None:
+    """For commands with no settings of their own (they read a run's or a classifier's)."""
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 
 
+class ConfigPrinted(Exception):
+    """--print-config: the settings are printed, and the command stops there (exit status 0)."""
+
+
+def _print_if_asked(args, cfg: C.Config) -> C.Config:
+    if getattr(args, "print_config", False):
+        print(cfg.to_json())
+        raise ConfigPrinted
+    return cfg
+
+
 def build_config(args, default_preset: str, base: C.Config | None = None) -> C.Config:
-    """Preset (or `base`), then --config, then flags and --set overrides."""
+    """Preset (or `base`), then --config, then flags and --set overrides; with --print-config,
+    printed instead of run."""
+    return _print_if_asked(args, _merge(args, default_preset, base))
+
+
+def _merge(args, default_preset: str, base: C.Config | None) -> C.Config:
     if base is None and args.config and not args.preset:
         cfg = C.load_file(args.config)          # the file names its own preset
     else:
@@ -48,20 +71,24 @@ def build_config(args, default_preset: str, base: C.Config | None = None) -> C.C
 def run_config(args) -> C.Config:
     """The run's own settings (as trained), then this command line's --config and --set; its
     network is the one its weights were trained as, so neither a preset nor model.* may change it."""
-    path = Path(args.run) / "config.json"
-    if not path.exists():
-        raise CatneuronError(f"{args.run}: not a run directory (no config.json)")
     if getattr(args, "preset", None):
         raise CatneuronError(f"--preset {args.preset}: {args.run} keeps the settings it was trained with; "
                              f"change probe or classify settings with --set or --config")
-    saved = C.load_file(path)
-    cfg = build_config(args, "small", saved)
-    from catneuron.train.rundir import NOT_THE_NETWORK
+    saved = saved_config(args.run)
+    cfg = _merge(args, "small", saved)
     was, now = saved.to_dict()["model"], cfg.to_dict()["model"]
     for key in (k for k in was if k not in NOT_THE_NETWORK and was[k] != now[k]):
         raise CatneuronError(f"model.{key} is {now[key]!r} but {args.run} was trained with {was[key]!r}; a trained "
                              f"network's settings cannot change (train a new run to change them)")
-    return cfg
+    return _print_if_asked(args, cfg)
+
+
+def saved_config(run) -> C.Config:
+    """The settings a run was trained with (its config.json)."""
+    path = RunDir(run).config
+    if not path.exists():
+        raise CatneuronError(f"{run}: not a run directory (no config.json)")
+    return C.load_file(path)
 
 
 def device(args, cfg: C.Config | None) -> str:

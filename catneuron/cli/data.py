@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from catneuron.cli.common import build_config, config_args, integer, nonnegative
+from catneuron.cli.common import build_config, config_args, integer, nonnegative, progress_arg
 from catneuron.errors import CatneuronError
 
 WORKERS = dict(type=integer(1), default=os.cpu_count() or 1, help="worker processes (default: one per CPU)")
@@ -33,7 +33,7 @@ def _with_config(handler):
 
 def _add_frames(group) -> None:
     p = group.add_parser("frames", help="one (or k) random frames per video -> shards")
-    config_args(p, "small")
+    progress_arg(p)
     p.add_argument("folder", help="folder of videos, searched recursively (anything FFmpeg reads, GIFs included)")
     p.add_argument("--out", required=True, help="output folder for the shards")
     p.add_argument("--per-video", type=integer(1), default=1, help="frames per video (default 1, as in the paper)")
@@ -41,7 +41,7 @@ def _add_frames(group) -> None:
     p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--workers", **WORKERS)
     p.add_argument("--shard-size", type=integer(1), default=5000)
-    p.set_defaults(func=_with_config(cmd_frames))
+    p.set_defaults(func=cmd_frames)
 
 
 def cmd_frames(args) -> None:
@@ -183,7 +183,8 @@ def cmd_download(args) -> None:
     from catneuron.data.sources import data_root, default_download_root
     if args.list or not args.names:
         for spec in DATASETS.values():
-            print(f"{spec.name:<14} {spec.description}\n{'':<14} {spec.archives[0].url} ({spec.terms})")
+            print(f"{spec.name:<14} {spec.description}\n{'':<14} {spec.archives[0].url} ({spec.terms}; "
+                  f"{spec.homepage})")
         return
     unknown = [n for n in args.names if n not in DATASETS and n != "all"]
     if unknown:

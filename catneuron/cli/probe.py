@@ -1,9 +1,10 @@
 """`catneuron probe`, `visualize` and `report`: which neurons became detectors, and what they look like."""
 from __future__ import annotations
 
-from pathlib import Path
 
-from catneuron.cli.common import DEVICE_HELP, config_args, device, integer, pairs, run_config
+from catneuron.rundir import RunDir
+from catneuron.cli.common import DEVICE_HELP, config_args, device, integer, pairs, progress_arg, run_config, \
+    saved_config
 
 
 def add_probe(sub) -> None:
@@ -37,7 +38,7 @@ def cmd_probe(args) -> None:
         for label, value, ref, met in calibration.rows(task):
             verdict = "" if met is None else ("  met" if met else "  NOT MET")
             print(f"    {label:<72} {100 * value:5.1f} %   {ref}{verdict}")
-    print(f"\nresults: {Path(args.run) / 'probe' / 'results.json'}")
+    print(f"\nresults: {RunDir(args.run).results}")
 
 
 def add_visualize(sub) -> None:
@@ -58,12 +59,12 @@ def cmd_visualize(args) -> None:
     cfg = run_config(args)
     out = visualize(args.run, cfg, steps=args.steps, concepts=not args.no_concepts,
                     positives=args.positives, negatives=args.negatives, device=device(args, cfg))
-    print(f"pictures of {len(out['tasks'])} neurons in {Path(args.run) / 'probe' / 'pictures'}")
+    print(f"pictures of {len(out['tasks'])} neurons in {RunDir(args.run).pictures}")
 
 
 def add_explore(sub) -> None:
     p = sub.add_parser("explore", help="a local web page to browse every unit of a probed run (docs/explore.md)")
-    config_args(p, "small")
+    progress_arg(p)
     p.add_argument("run")
     p.add_argument("--port", type=integer(1, 65535), default=8000)
     p.add_argument("--host", default="127.0.0.1", help="interface to serve on (default 127.0.0.1: this machine "
@@ -73,9 +74,9 @@ def add_explore(sub) -> None:
 
 
 def cmd_explore(args) -> None:
-    from catneuron.explore import LOOPBACK_NAMES, RunView, create_app
+    from catneuron.probe.explore import LOOPBACK_NAMES, RunView, create_app
     import threading
-    view = RunView(args.run, device(args, run_config(args)))
+    view = RunView(args.run, device(args, saved_config(args.run)))
     threading.Thread(target=view.warm, daemon=True, name="explore-warm").start()
     if args.host in LOOPBACK_NAMES:
         hosts = LOOPBACK_NAMES

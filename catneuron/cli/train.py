@@ -6,23 +6,7 @@ import signal
 
 from catneuron import config as C
 from catneuron.cli.common import DEVICE_HELP, build_config, config_args, device, integer
-
-
-def add_info(sub) -> None:
-    p = sub.add_parser("info", help="parameter and connection counts, memory and FLOPs of a configuration")
-    config_args(p, "paper")
-    p.add_argument("--batch-size", type=integer(1), help="batch size for the memory estimate (default: the config's)")
-    p.add_argument("--gpu-memory", metavar="SIZE", help="say whether training fits a GPU of this memory, "
-                                                       "e.g. 80GiB or 24GB")
-    p.set_defaults(func=cmd_info)
-
-
-def cmd_info(args) -> None:
-    from catneuron.nn.accounting import describe, parse_bytes
-    cfg = build_config(args, "paper")
-    gpu = parse_bytes(args.gpu_memory, "--gpu-memory") if args.gpu_memory else None
-    print(f"preset {cfg.preset}")
-    print(describe(cfg.model, args.batch_size or cfg.train.batch_size, cfg.train.optimizer, gpu))
+from catneuron.rundir import RunDir
 
 
 def add_train(sub) -> None:
@@ -56,9 +40,9 @@ def add_train(sub) -> None:
 def cmd_train(args) -> int:
     from catneuron.train.trainer import Trainer
     out = args.out or os.path.join("runs", args.preset or "small")
-    saved = os.path.join(out, "config.json")
+    saved = RunDir(out).config
     # A resumed run continues with its own settings; this command line's flags still apply on top.
-    base = C.load_file(saved) if args.resume and os.path.exists(saved) else None
+    base = C.load_file(saved) if args.resume and saved.exists() else None
     cfg = build_config(args, "small", base)
     if args.distributed:
         from catneuron.train.distributed.ray_trainer import DistributedTrainer

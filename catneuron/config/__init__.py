@@ -6,7 +6,7 @@ and validation:
     validate(cfg)               # raises ConfigError naming the setting
     geometry(cfg.model)         # per-stage sizes (catneuron.nn.geometry)
 
-    schema.py    the dataclasses          presets.py   paper, small, tiny
+    schema.py    the dataclasses (the model's: nn/config.py)   presets.py   paper, small, tiny
     parse.py     dicts, files, overrides  validate.py  cross-setting checks
 
 Config files (--config) are JSON or TOML with the same nested keys as ``to_dict``; keys they do
@@ -14,8 +14,8 @@ not give keep the preset's values.
 """
 from catneuron.config.parse import apply_overrides, from_dict, load_file
 from catneuron.config.presets import DEMO_STEPS, PRESETS, preset
-from catneuron.config.schema import (ClassifyConfig, Config, DataConfig, DistributedConfig, ModelConfig, ProbeConfig,
-                                     StageConfig, TrainConfig)
+from catneuron.config.schema import ClassifyConfig, Config, DataConfig, DistributedConfig, ProbeConfig, TrainConfig
+from catneuron.nn.config import ModelConfig, StageConfig
 from catneuron.config.validate import CHOICES, validate
 
 __all__ = ["CHOICES", "DEMO_STEPS", "PRESETS", "ClassifyConfig", "Config", "DataConfig", "DistributedConfig",

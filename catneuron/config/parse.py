@@ -58,7 +58,7 @@ def _coerce(value: Any, tp: Any, key: str, current: Any = None) -> Any:
         if not math.isfinite(number) or (tp is int and not number.is_integer()):
             raise ConfigError(f"setting {key}: expected {expected}, got {value!r}")
         return int(number) if tp is int else number
-    if tp is str:
+    if tp is str or origin is typing.Literal:      # a Literal's values are validate's to check
         if not isinstance(value, str):
             raise ConfigError(f"setting {key}: expected a string, got {value!r}")
         return value

@@ -1,7 +1,8 @@
 """Named configurations: paper (the ICML 2012 network), small (the CPU reproduction), tiny (tests)."""
 from __future__ import annotations
 
-from catneuron.config.schema import Config, DataConfig, ModelConfig, StageConfig, TrainConfig
+from catneuron.config.schema import Config, DataConfig, TrainConfig
+from catneuron.nn.config import ModelConfig, StageConfig
 from catneuron.errors import ConfigError
 
 

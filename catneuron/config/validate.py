@@ -1,6 +1,9 @@
 """Checks across settings that their types alone do not express; ConfigError names the setting."""
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 from catneuron.config.schema import Config
 from catneuron.errors import ConfigError
 from catneuron.nn.geometry import geometry
@@ -9,17 +12,11 @@ from catneuron.nn.geometry import geometry
 # The paper's network takes 200 px; beyond this its geometry alone takes minutes to check.
 MAX_INPUT_SIZE = 4096
 
-CHOICES = {
-    "model.norm_constraint": ("decoder", "encoder", "both", "none"),
-    "model.backend": ("auto", "native", "batched", "torch"),
-    "model.precision": ("fp32", "tf32", "bf16"),
-    "train.schedule": ("simultaneous", "greedy"),
-    "model.kind": ("sparse", "sigmoid"),
-    "model.decoder_init": ("random", "zero"),
-    "data.preprocess": ("standardize", "whiten", "lcn", "none"),
-    "train.optimizer": ("adagrad", "sgd", "adam"),
-    "classify.loss": ("one-vs-all", "softmax"),
-}
+# "section.name" -> its allowed values, from the Literal types of the schema.
+CHOICES = {f"{section.name}.{name}": typing.get_args(tp)
+           for section in dataclasses.fields(Config) if dataclasses.is_dataclass(section.default_factory)
+           for name, tp in typing.get_type_hints(section.default_factory).items()
+           if typing.get_origin(tp) is typing.Literal}
 
 
 def validate(cfg: Config) -> Config:

@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -60,9 +60,8 @@ class DatasetSpec:
     description: str
     terms: str
     archives: tuple[Archive, ...]
-    convert: Callable[["DatasetSpec", list[Path], Path], dict[str, int]]
+    convert: Callable[[list[Path], Path], dict[str, int]]     # (archives, data root) -> images per set written
     homepage: str = ""
-    sets: tuple[str, ...] = field(default_factory=tuple)   # named sets it writes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,7 +225,7 @@ class SetWriter:
 # ---------------------------------------------------------------------------------------------
 # Converters, one per dataset
 
-def _convert_tiny_imagenet(spec, paths, root, writer: SetWriter) -> None:
+def _convert_tiny_imagenet(paths: list[Path], writer: SetWriter) -> None:
     tables = dict(archive_members(paths[0], lambda n: n.endswith(("/words.txt", "/val_annotations.txt"))))
     words = dict(line.split("\t", 1) for name, data in tables.items() if name.endswith("words.txt")
                  for line in data.decode().splitlines() if "\t" in line)
@@ -247,7 +246,7 @@ def _convert_tiny_imagenet(spec, paths, root, writer: SetWriter) -> None:
             writer.write(f"natural-64/{split}", "tin-" + Path(name).stem, files)
 
 
-def _convert_utkface(spec, paths, root, writer: SetWriter, pool_size: int = 3000) -> None:
+def _convert_utkface(paths: list[Path], writer: SetWriter, pool_size: int = 3000) -> None:
     jpg = lambda n: n.lower().endswith(".jpg")  # noqa: E731
     count = sum(1 for _ in archive_members(paths[0], jpg))
     pool = set(np.random.default_rng(0).choice(count, min(pool_size, count), replace=False).tolist())
@@ -260,7 +259,7 @@ def _convert_utkface(spec, paths, root, writer: SetWriter, pool_size: int = 3000
 LFW_CROP, LFW_SIZE = 150, 128
 
 
-def _convert_lfw(spec, paths, root, writer: SetWriter) -> None:
+def _convert_lfw(paths: list[Path], writer: SetWriter) -> None:
     """Deep-funneled LFW: the central 150x150 of each 250x250 image (deep funneling leaves black
     wedges near the borders, which a border unit could tell faces by), resized to 128x128."""
     from PIL import Image
@@ -279,7 +278,7 @@ def _convert_lfw(spec, paths, root, writer: SetWriter) -> None:
             writer.write("lfw/test", f"lfw-{i:05d}", files)
 
 
-def _convert_inria(spec, paths, root, writer: SetWriter) -> None:
+def _convert_inria(paths: list[Path], writer: SetWriter) -> None:
     crops = lambda n: re.search(r"/(test|train)_64x128_H96/pos/[^/]+\.png$", n) is not None  # noqa: E731
     for i, (name, data) in enumerate(archive_members(paths[0], crops)):
         files = _image_record(name, data, {"source": "INRIAPerson"})
@@ -287,7 +286,7 @@ def _convert_inria(spec, paths, root, writer: SetWriter) -> None:
             writer.write("bodies/test", f"inria-{i:05d}", files)
 
 
-def _convert_caltech101(spec, paths, root, writer: SetWriter) -> None:
+def _convert_caltech101(paths: list[Path], writer: SetWriter) -> None:
     pattern = re.compile(r"101_ObjectCategories/([^/]+)/[^/]+\.jpg$")
     wanted = lambda n: (m := pattern.search(n)) is not None and m.group(1) != "BACKGROUND_Google"  # noqa: E731
     for i, (name, data) in enumerate(archive_members(paths[0], wanted)):
@@ -297,10 +296,11 @@ def _convert_caltech101(spec, paths, root, writer: SetWriter) -> None:
 
 
 def _converter(fn):
-    def convert(spec, paths, root):
+    """A DatasetSpec's convert: `fn(archive paths, writer)` writing the sets under the data root whole."""
+    def convert(paths: list[Path], root: Path) -> dict[str, int]:
         writer = SetWriter(root)
         try:
-            fn(spec, paths, root, writer)
+            fn(paths, writer)
         except BaseException:
             writer.abort()
             raise
@@ -313,25 +313,25 @@ DATASETS = {d.name: d for d in (
                 "ImageNet terms: non-commercial research and education",
                 (Archive("http://cs231n.stanford.edu/tiny-imagenet-200.zip", "tiny-imagenet-200.zip",
                          md5="90528d7ca1a48142e341f4ef8d21d0de"),),
-                _converter(_convert_tiny_imagenet), "http://cs231n.stanford.edu/", ("natural-64/train", "natural-64/val")),
+                _converter(_convert_tiny_imagenet), "http://cs231n.stanford.edu/"),
     DatasetSpec("utkface", "UTKFace aligned and cropped faces, 200x200 (faces-200/pool: 3,000; faces-200/test: the rest)",
                 "non-commercial research",
                 (Archive("https://huggingface.co/datasets/py97/UTKFace-Cropped/resolve/main/UTKFace.tar.gz",
                          "UTKFace.tar.gz"),),
-                _converter(_convert_utkface), "https://susanqq.github.io/UTKFace/", ("faces-200/pool", "faces-200/test")),
+                _converter(_convert_utkface), "https://susanqq.github.io/UTKFace/"),
     DatasetSpec("lfw", "Labeled Faces in the Wild, deep-funneled, central 150x150 at 128x128 (lfw/test; the "
                 "paper's test faces, the default face test)", "research use",
                 (Archive("http://vis-www.cs.umass.edu/lfw/lfw-deepfunneled.tgz", "lfw-deepfunneled.tgz",
                          md5="68331da3eb755a505a502b5aacb3c201"),),
-                _converter(_convert_lfw), "http://vis-www.cs.umass.edu/lfw/", ("lfw/test",)),
+                _converter(_convert_lfw), "http://vis-www.cs.umass.edu/lfw/"),
     DatasetSpec("inria-person", "INRIA Person upright pedestrians, 96x160 crops (bodies/test)", "research use",
                 (Archive("http://cs.ucf.edu/courses/cap6412/fall2009/misc/INRIAPerson.tar", "INRIAPerson.tar",
                          size=1_016_094_720),),
-                _converter(_convert_inria), "http://pascal.inrialpes.fr/data/human/", ("bodies/test",)),
+                _converter(_convert_inria), "http://pascal.inrialpes.fr/data/human/"),
     DatasetSpec("caltech-101", "Caltech-101, 101 categories (caltech101/all, with the category)", "research use",
                 (Archive("https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip", "caltech-101.zip",
                          md5="3138e1922a9193bfa496528edbbc45d0"),),
-                _converter(_convert_caltech101), "https://data.caltech.edu/records/mzrjq-6wc02", ("caltech101/all",)),
+                _converter(_convert_caltech101), "https://data.caltech.edu/records/mzrjq-6wc02"),
 )}
 
 
@@ -346,7 +346,7 @@ def download(spec: DatasetSpec, root: Path, mirror: str | None = None, progress:
     mirror = mirror or os.environ.get(ENV_MIRROR)
     paths = [obtain(a, root / ".downloads", mirror, progress) for a in spec.archives]
     try:
-        counts = spec.convert(spec, paths, root)
+        counts = spec.convert(paths, root)
     except DAMAGED as err:        # truncated or corrupt although it passed its (size, checksum) checks
         for path in paths:
             path.rename(path.with_name(path.name + ".bad"))

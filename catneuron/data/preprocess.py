@@ -45,7 +45,7 @@ def whiten(x: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(torch.fft.fft2(x) * response).real
 
 
-def standardize(x: torch.Tensor, preprocess: str = "standardize") -> torch.Tensor:
+def preprocessed(x: torch.Tensor, preprocess: str = "standardize") -> torch.Tensor:
     """Float (N, C, H, W) in [0, 1] -> the network's input, as described in the module docstring."""
     if preprocess == "standardize":
         return _per_image_standardize(x)
@@ -66,4 +66,4 @@ def to_tensor(batch: np.ndarray, preprocess: str = "standardize", device=None) -
     if device is not None and torch.device(device).type == "cuda":
         x = x.pin_memory().to(device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    return standardize(x, preprocess).contiguous()
+    return preprocessed(x, preprocess).contiguous()

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from catneuron.config import ModelConfig
+from catneuron.nn.config import ModelConfig
 from catneuron.nn.objective import StageLoss, stage_loss
 from catneuron.nn.stage import SigmoidOutput, StageOutput, make_stage
 
@@ -15,7 +15,7 @@ from catneuron.nn.stage import SigmoidOutput, StageOutput, make_stage
 class Objective(NamedTuple):
     total: torch.Tensor            # sum over stages of reconstruction + lambda * sparsity
     stages: list[StageLoss]
-    codes: list[torch.Tensor]      # each stage's filter outputs W1^T x, (N, M, Ho, Wo)
+    filtered: list[torch.Tensor]   # each stage's filter outputs W1^T x, (N, M, Ho, Wo), as StageOutput.filtered
 
 
 class DeepSparseAutoencoder(nn.Module):
@@ -57,18 +57,18 @@ class DeepSparseAutoencoder(nn.Module):
         """Summed stage objectives on a batch; see ModelConfig.cross_stage_grad for what reaches which
         stage. With `active` (greedy training) the total is stage `active`'s objective alone, the
         stages below it compute without gradients, and those above it not at all."""
-        losses, codes = [], []
+        losses, filtered = [], []
         for k, stage in enumerate(self.stages[:len(self.stages) if active is None else active + 1]):
             if not self.cfg.cross_stage_grad or active is not None:
                 x = x.detach()
             with torch.set_grad_enabled(torch.is_grad_enabled() and (active is None or k == active)):
                 out = stage(x)
                 losses.append(stage_loss(x, out.code, stage.reconstruct(out)))
-            codes.append(out.filtered)
+            filtered.append(out.filtered)
             x = out.normalized
         terms = [loss.total(self.sparsity_weight(k)) for k, loss in enumerate(losses)]
         total = sum(terms) if active is None else terms[active]
-        return Objective(total, losses, codes)
+        return Objective(total, losses, filtered)
 
     @torch.no_grad()
     def project_(self, only: int | None = None) -> None:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from catneuron.config import ModelConfig
+from catneuron.nn.config import ModelConfig
 from catneuron.nn.geometry import geometry
 from catneuron.nn.lcn import LocalContrastNorm
 from catneuron.nn.local import LocallyConnected2d, LocallyConnectedTranspose2d, locally_connected_transpose

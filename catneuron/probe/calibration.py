@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from catneuron.files import write_json
+from catneuron.probe.detectors import SetKey
 from catneuron.probe.scenes import laplacian, luminance
 from catneuron.probe.testsets import TestSet, as_float, cache_dir, resize
 
@@ -175,11 +176,16 @@ def calibrate(ts: TestSet, seed: int = 0, ceiling_steps: int = 900, use_cache: b
     return result
 
 
-def best_of(detectors: dict, prefix: str, group: str | None = None) -> float | None:
-    """The best paper-protocol accuracy among the detector sets whose key starts with `prefix`
-    (only their sublayer groups starting with `group`, when given); None when there are none."""
-    vals = [v["paper"]["accuracy"] for k, d in detectors.items() if k.startswith(prefix)
-            for g, v in (d["groups"].items() if group else [("", d)]) if not group or g.startswith(group)]
+def best_of(detectors: dict, source: str, group: str | None = None, name: str | None = None) -> float | None:
+    """The best paper-protocol accuracy among the detector sets of `source` (detectors.SOURCES;
+    of the compared run `name`, for compare) and, when given, only their sublayer groups starting
+    with `group`; None when there are none."""
+    vals = []
+    for key, d in detectors.items():
+        which = SetKey.parse(key)
+        if which.source == source and name in (None, which.name):
+            vals += [v["paper"]["accuracy"] for g, v in (d["groups"].items() if group else [("", d)])
+                     if not group or g.startswith(group)]
     return max(vals) if vals else None
 
 
@@ -188,10 +194,11 @@ def floor(task: dict) -> dict:
     per stage and overall, the trained network's best stage-1 unit, the best linear filter and
     K-means centroid (fractions; None where that detector set was not scored)."""
     dets = task["detectors"]
-    stages = sorted({g.split("/")[0] for k, d in dets.items() if k.startswith("random-") for g in d["groups"]})
-    return {"all_negative": task["set"]["all_negative"], "random_best": best_of(dets, "random-"),
-            "random_by_stage": {s: best_of(dets, "random-", f"{s}/") for s in stages},
-            "stage1_best": best_of(dets, "trained-", "stage1/"), "linear_best": best_of(dets, "linear"),
+    stages = sorted({g.split("/")[0] for k, d in dets.items() if SetKey.parse(k).source == "random"
+                     for g in d["groups"]})
+    return {"all_negative": task["set"]["all_negative"], "random_best": best_of(dets, "random"),
+            "random_by_stage": {s: best_of(dets, "random", f"{s}/") for s in stages},
+            "stage1_best": best_of(dets, "trained", "stage1/"), "linear_best": best_of(dets, "linear"),
             "kmeans_best": best_of(dets, "kmeans")}
 
 

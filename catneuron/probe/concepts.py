@@ -17,6 +17,7 @@ from catneuron.data.images import decode, fit_inside
 from catneuron.data.sources import data_root, iter_records, resolve_all
 from catneuron.errors import DataError
 from catneuron.probe.detectors import NetworkDetectors
+from catneuron.probe.selectivity import average_ranks
 
 
 @dataclass
@@ -74,12 +75,10 @@ def concept_aucs(acts: torch.Tensor, concept: np.ndarray, concepts: int) -> torc
     """(N, U) responses of U units to N images of the given concepts -> (concepts, U): for each
     concept and unit, the ROC AUC of "this concept vs all the others", from rank sums."""
     N, U = acts.shape
-    ranks = torch.empty_like(acts, dtype=torch.float32)
-    ranks.scatter_(0, acts.argsort(0), torch.arange(1, N + 1, dtype=torch.float32)[:, None].expand(N, U).contiguous())
     labels = torch.from_numpy(concept)
-    rank_sums = torch.zeros(concepts, U).index_add_(0, labels, ranks)
-    n = torch.bincount(labels, minlength=concepts).float()[:, None]
-    return (rank_sums - n * (n + 1) / 2) / (n * (N - n)).clamp_min(1)
+    rank_sums = torch.zeros(concepts, U, dtype=torch.float64).index_add_(0, labels, average_ranks(acts))
+    n = torch.bincount(labels, minlength=concepts).double()[:, None]
+    return ((rank_sums - n * (n + 1) / 2) / (n * (N - n)).clamp_min(1)).float()
 
 
 def scan(det: NetworkDetectors, data: ConceptImages, groups: list[str] | None = None, batch_size: int = 100,

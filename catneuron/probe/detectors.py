@@ -19,14 +19,60 @@ How the network sees a test image (`mode`):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from catneuron.config import ModelConfig
-from catneuron.data.preprocess import standardize
-from catneuron.nn.geometry import sublayers
+from catneuron.data.preprocess import preprocessed
+from catneuron.nn.geometry import Sublayer, sublayers
 from catneuron.probe.testsets import as_float, place, resize
+
+
+SOURCES = ("trained", "random", "compare", "linear", "kmeans")
+MODES = ("whole", "field")          # how a network detector set shows a test image (module docstring)
+
+
+@dataclass(frozen=True)
+class SetKey:
+    """Which detector set a probe result is: `source` (one of SOURCES), the compared run's `name`
+    (compare only) and the `mode` (network sets). Its string is the results' key and the score
+    cache's file name: trained-whole, random-field, compare-control-whole, linear, kmeans."""
+    source: str
+    mode: str | None = None
+    name: str | None = None
+
+    def __str__(self) -> str:
+        return "-".join(part for part in (self.source, self.name, self.mode) if part)
+
+    @classmethod
+    def parse(cls, key: str) -> "SetKey":
+        source, _, rest = key.partition("-")
+        if source not in SOURCES:
+            raise ValueError(f"{key!r}: not a detector set (expected one of {', '.join(SOURCES)}, then -MODE)")
+        if source == "compare":
+            name, _, mode = rest.rpartition("-")
+            return cls(source, mode, name)
+        return cls(source, rest or None)
+
+
+def addresses(groups: list[Sublayer], candidates) -> dict[str, np.ndarray]:
+    """Candidate numbers (an array) -> where their units are, as arrays: `stage`, `sublayer` (kind),
+    `map`, `i`, `j` (in the sublayer's grid), `placement` (index), `unit` (within a placement) and
+    `group` (index into `groups`). Candidates number the units of `groups` in order, then the
+    placements: NetworkDetectors' numbering, for a whole table at once."""
+    candidates = np.asarray(candidates, dtype=np.int64)
+    sizes = np.array([g.units for g in groups])
+    placement, unit = np.divmod(candidates, sizes.sum())
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    group = np.searchsorted(starts, unit, side="right") - 1
+    side = np.array([g.size for g in groups])[group]
+    m, rest = np.divmod(unit - starts[group], side * side)
+    i, j = np.divmod(rest, side)
+    return {"stage": np.array([g.stage for g in groups])[group],
+            "sublayer": np.array([g.kind for g in groups], dtype=object)[group],
+            "map": m, "i": i, "j": j, "placement": placement, "unit": unit, "group": group}
 
 
 def _grid(span: int, n: int) -> list[int]:
@@ -61,9 +107,9 @@ class NetworkDetectors:
         x = as_float(images, self.device)
         S = self.cfg.input_size
         if self.mode == "whole":
-            return standardize(resize(x, S), self.preprocess)
+            return preprocessed(resize(x, S), self.preprocess)
         placed = [place(x, S, self.field, y, x0) for y, x0 in self.positions]
-        return standardize(torch.stack(placed, 1).flatten(0, 1), self.preprocess)
+        return preprocessed(torch.stack(placed, 1).flatten(0, 1), self.preprocess)
 
     @torch.no_grad()
     def responses(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,22 +120,30 @@ class NetworkDetectors:
     def __call__(self, images: np.ndarray) -> torch.Tensor:
         acts = self.responses(self.canvases(images))
         B, P = len(images), len(self.positions)
-        return acts.view(B, P * self.units)                    # candidate = placement * units + unit
+        return acts.view(B, P * self.units)                    # columns in `candidate` order
+
+    def candidate(self, unit: int, placement: int | tuple[int, int] = 0) -> int:
+        """The candidate (column of the responses) of `unit` at a placement: its index in
+        `positions`, or its (y, x) image position as `describe` gives it."""
+        index = placement if isinstance(placement, int) else self.positions.index(tuple(placement))
+        return index * self.units + unit
+
+    def locate(self, candidate: int) -> tuple[int, int]:
+        """(unit, placement index) of a candidate: `candidate`'s inverse."""
+        placement, unit = divmod(int(candidate), self.units)
+        return unit, placement
 
     def describe(self, index: int) -> dict:
-        placement, unit = divmod(int(index), self.units)
-        offset = unit
-        for g in self.groups:
-            if offset < g.units:
-                m, rest = divmod(offset, g.size * g.size)
-                i, j = divmod(rest, g.size)
-                y, x = self.positions[placement]
-                return {"detector": f"{g.name} map {m} at ({i},{j})" +
-                                    (f", image at ({y},{x})" if self.mode == "field" else ""),
-                        "group": g.name, "stage": g.stage, "sublayer": g.kind, "map": m, "i": i, "j": j,
-                        "field": g.field, "placement": [y, x], "unit": unit}
-            offset -= g.units
-        raise IndexError(index)
+        if not 0 <= index < self.candidates:
+            raise IndexError(index)
+        where = addresses(self.groups, [index])
+        g = self.groups[int(where["group"][0])]
+        m, i, j, unit, placement = (int(where[k][0]) for k in ("map", "i", "j", "unit", "placement"))
+        y, x = self.positions[placement]
+        image = f", image at ({y},{x})" if self.mode == "field" else ""
+        return {"detector": f"{g.name} map {m} at ({i},{j}){image}",
+                "group": g.name, "stage": g.stage, "sublayer": g.kind, "map": m, "i": i, "j": j,
+                "field": g.field, "placement": [y, x], "unit": unit}
 
     def group_ranges(self) -> dict[str, list[tuple[int, int]]]:
         """Candidate index ranges of each group (one per placement)."""
@@ -125,7 +179,7 @@ class LinearFilterDetectors:
             S = images[k].shape[0]
             y, x = rng.integers(0, S - size + 1, size=2) if S > size else (0, 0)
             patches.append(images[k][y:y + size, x:x + size])
-        p = standardize(as_float(np.stack(patches)), preprocess)
+        p = preprocessed(as_float(np.stack(patches)), preprocess)
         p = p / p.flatten(1).norm(dim=1).clamp_min(1e-8)[:, None, None, None]
         return cls(p, size, preprocess, [sources[k] for k in order])
 
@@ -135,7 +189,7 @@ class LinearFilterDetectors:
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> torch.Tensor:
-        x = standardize(resize(as_float(images, self.filters.device), self.size), self.preprocess).flatten(1)
+        x = preprocessed(resize(as_float(images, self.filters.device), self.size), self.preprocess).flatten(1)
         return x @ self.filters.T
 
     def describe(self, index: int) -> dict:
@@ -165,7 +219,7 @@ class CentroidDetectors:
     @classmethod
     def fit(cls, images: np.ndarray, k: int, size: int, seed: int = 0, preprocess: str = "standardize"):
         from sklearn.cluster import MiniBatchKMeans
-        x = standardize(resize(as_float(images), size), preprocess).flatten(1).numpy()
+        x = preprocessed(resize(as_float(images), size), preprocess).flatten(1).numpy()
         km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=4096, n_init=3).fit(x)
         return cls(torch.from_numpy(km.cluster_centers_).float(), size, preprocess)
 
@@ -175,7 +229,7 @@ class CentroidDetectors:
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> torch.Tensor:
-        x = standardize(resize(as_float(images, self.centroids.device), self.size), self.preprocess).flatten(1)
+        x = preprocessed(resize(as_float(images, self.centroids.device), self.size), self.preprocess).flatten(1)
         return 2 * x @ self.centroids.T - self.sq[None, :] - (x ** 2).sum(1, keepdim=True)
 
     def describe(self, index: int) -> dict:

@@ -18,7 +18,7 @@ import torch
 
 from catneuron.nn.structure import sample_locations, summary
 from catneuron.nn.geometry import sublayers
-from catneuron.probe.visualize import grid_png
+from catneuron.probe.drawing import grid_png
 
 
 def signed_tile(w: torch.Tensor) -> np.ndarray:
@@ -93,7 +93,7 @@ def training_curves_png(rows: list[dict]) -> bytes | None:
     """metrics.jsonl rows -> one figure: per stage, relative reconstruction error, filter structure
     (encoder and decoder, with the initialization's value dashed), distance of W1 from its
     initialization, and the codes' kurtosis, against images seen."""
-    from catneuron.probe.visualize import png, pyplot
+    from catneuron.probe.drawing import png, pyplot
     if not rows or not any("stage1/structure" in r for r in rows):
         return None
     plt = pyplot()

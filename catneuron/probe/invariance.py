@@ -18,15 +18,15 @@ import numpy as np
 import torch
 
 from catneuron.data.images import fit_inside
-from catneuron.data.preprocess import standardize
+from catneuron.data.preprocess import preprocessed
 from catneuron.probe.detectors import NetworkDetectors
 from catneuron.probe.optvis import unit
 from catneuron.probe.testsets import as_float, place
-from catneuron.probe.visualize import curve_png, png, pyplot
+from catneuron.probe.drawing import curve_png, png, pyplot
 
 
-class Probe:
-    """Responses of one neuron to faces placed at a chosen scale and offset on its field."""
+class UnitOnField:
+    """One neuron, and its responses to images placed at a chosen scale and offset on its field."""
 
     def __init__(self, det: NetworkDetectors, candidate: int, preprocess: str = "standardize"):
         self.det, self.f, self.preprocess = det, unit(det, candidate), preprocess
@@ -41,10 +41,10 @@ class Probe:
         centre_y, centre_x = self.top + self.field / 2, self.left + self.field / 2
         top, left = round(centre_y - size / 2) + dy, round(centre_x - size / 2) + dx
         canvases = place(as_float(images, self.det.device), self.S, size, top, left)
-        return self.f(standardize(canvases, self.preprocess)).cpu().numpy()
+        return self.f(preprocessed(canvases, self.preprocess)).cpu().numpy()
 
 
-def scale_translation_curves(probe: Probe, faces: np.ndarray) -> dict[str, dict]:
+def scale_translation_curves(probe: UnitOnField, faces: np.ndarray) -> dict[str, dict]:
     scales = [round(s, 2) for s in np.arange(0.3, 1.31, 0.1)]
     shifts = list(range(-24, 25, 4))
 
@@ -90,7 +90,7 @@ def head_turn_frames(folder: Path, size: int) -> dict[str, dict]:
     return clips
 
 
-def rotation_png(probe: Probe, clips: dict[str, dict]) -> tuple[bytes, dict]:
+def rotation_png(probe: UnitOnField, clips: dict[str, dict]) -> tuple[bytes, dict]:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.0))
     data = {}
@@ -109,7 +109,7 @@ def rotation_png(probe: Probe, clips: dict[str, dict]) -> tuple[bytes, dict]:
     return png(fig), data
 
 
-def orl_png(probe: Probe, orl: np.ndarray, faces: np.ndarray, distractors: np.ndarray) -> tuple[bytes, dict]:
+def orl_png(probe: UnitOnField, orl: np.ndarray, faces: np.ndarray, distractors: np.ndarray) -> tuple[bytes, dict]:
     plt = pyplot()
     groups = {"test faces": probe.responses(faces), "ORL faces (pose changes)": probe.responses(orl),
               "distractors": probe.responses(distractors)}

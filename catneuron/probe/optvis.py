@@ -62,11 +62,17 @@ def _sublayer(det: NetworkDetectors, stage: int, sublayer: str, x: torch.Tensor)
     return det.model.stages[stage - 1].sublayer(h, sublayer)
 
 
+def neuron(det: NetworkDetectors, stage: int, sublayer: str, m: int, i: int, j: int) -> Objective:
+    """The response of the unit at an address (lucent's neuron(layer, channel, x, y)): map m of a
+    stage's sublayer (filter, pool, lcn, sigmoid), at (i, j) in that sublayer's grid."""
+    return Objective(lambda x: _sublayer(det, stage, sublayer, x)[:, m, i, j], f"stage{stage}/{sublayer} map {m} "
+                                                                              f"at ({i},{j})")
+
+
 def unit(det: NetworkDetectors, candidate: int) -> Objective:
     """The response of one candidate neuron (as NetworkDetectors numbers them)."""
     info = det.describe(candidate)
-    m, i, j = info["map"], info["i"], info["j"]
-    return Objective(lambda x: _sublayer(det, info["stage"], info["sublayer"], x)[:, m, i, j], info["detector"])
+    return neuron(det, info["stage"], info["sublayer"], info["map"], info["i"], info["j"])
 
 
 def channel(det: NetworkDetectors, stage: int, sublayer: str, m: int) -> Objective:

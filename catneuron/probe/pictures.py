@@ -10,6 +10,7 @@ a killed visualize leaves the previous pictures or the new ones, never a mix.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from pathlib import Path
@@ -26,14 +27,15 @@ from catneuron.errors import CatneuronError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder, random_baseline
 from catneuron.probe import testsets
 from catneuron.probe.concepts import load_concepts, scan
-from catneuron.probe.detectors import NetworkDetectors
+from catneuron.probe.detectors import NetworkDetectors, SetKey
 from catneuron.nn.structure import summary as structure_summary
 from catneuron.probe.filters import galleries, training_curves_png
-from catneuron.probe.invariance import Probe, curves_pngs, head_turn_frames, orl_png, rotation_png, \
+from catneuron.probe.invariance import UnitOnField, curves_pngs, head_turn_frames, orl_png, rotation_png, \
     scale_translation_curves
 from catneuron.probe.optvis import blur, input_norm, jitter, optimal_stimulus, unit
 from catneuron.probe.run import read_results, tasks_of, training_sample
-from catneuron.probe.visualize import grid_png, histogram_png, to_image
+from catneuron.probe.drawing import grid_png, histogram_png, to_image
+from catneuron.rundir import RunDir
 from catneuron.train.checkpoint import load_model
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 
 def best_trained(task_results: dict) -> tuple[str, dict]:
     """(detector key, paper result) of the trained network's best neuron over its modes."""
-    trained = {k: v for k, v in task_results["detectors"].items() if k.startswith("trained-")}
+    trained = {k: v for k, v in task_results["detectors"].items() if SetKey.parse(k).source == "trained"}
     if not trained:
         raise CatneuronError("the probe results hold no trained-network scores; run `catneuron probe` first")
     key = max(trained, key=lambda k: trained[k]["paper"]["accuracy"])
@@ -67,16 +69,16 @@ def visualize(run: str | Path, cfg: Config | None = None, steps: int = 200, conc
     run = Path(run)
     results, raw = read_results(run)
     model, run_cfg = load_model(run, device)
-    cfg = cfg or run_cfg
-    cfg.model = run_cfg.model
+    cfg = dataclasses.replace(cfg or run_cfg, model=run_cfg.model)    # as trained; the caller's config unchanged
     asked = [t.name for t in tasks_of(cfg, positives, negatives)]
     if not set(asked) & set(results["tasks"]):
         raise CatneuronError(f"{run}: probed on {', '.join(results['tasks'])}, not on {', '.join(asked)}; draw what "
                              f"the probe scored (its probe.tasks, or its --positives and --negatives)")
-    with replacing_dir(run / "probe" / PICTURES) as folder:
+    rundir = RunDir(run)
+    with replacing_dir(rundir.pictures) as folder:
         out = _draw(run, results, folder, model, cfg, steps, concepts, positives, negatives, device, concept_images)
         out["results_sha256"] = hashlib.sha256(raw).hexdigest()
-        write_json(folder / INDEX, out)
+        write_json(folder / rundir.pictures_index.name, out)
     return out
 
 
@@ -87,12 +89,12 @@ def _draw(run, results, folder, model, cfg, steps, concepts, positives, negative
         if task.name not in results["tasks"]:
             continue
         key, best = best_trained(results["tasks"][task.name])
-        mode = key.split("-", 1)[1]
+        mode = SetKey.parse(key).mode
         det = NetworkDetectors(model, cfg.model, mode, cfg.probe.placements, pre, device)
-        candidate = best["unit"] + det.units * det.positions.index(tuple(best["placement"]))
+        candidate = det.candidate(best["unit"], best["placement"])
         ts = testsets.rebuild(task, results["tasks"][task.name]["set"], S, C, cfg.data.root, cfg.probe.seed,
                               max_positives=cfg.probe.max_positives or None)
-        responses = np.load(run / "probe" / "stages" / f"{safe_name(task.name)}__{key}.npz")[str(candidate)]
+        responses = np.load(RunDir(run).scores(task.name, key))[str(candidate)]
         name = safe_name(task.name)
         pics = {"neuron": best, "mode": mode}
         pics["samples"] = _write(folder, f"{name}-samples", grid_png(
@@ -136,12 +138,10 @@ def _draw(run, results, folder, model, cfg, steps, concepts, positives, negative
     return out
 
 
-PICTURES, INDEX = "pictures", "index.json"
-
-
 def read_index(run: Path) -> dict | None:
     """The pictures' index when they were drawn from the run's current results.json, else None."""
-    index, results = run / "probe" / PICTURES / INDEX, run / "probe" / "results.json"
+    rundir = RunDir(run)
+    index, results = rundir.pictures_index, rundir.results
     if not index.exists() or not results.exists():
         return None
     pictures = read_context(index)         # damaged: drawn again, as when stale
@@ -165,7 +165,7 @@ def _filters(folder: Path, run: Path, model, cfg: Config, device) -> dict:
     pics["structure"] = {f"stage{k}": {"trained": structure_summary(st.encoder.weight),
                                        "init": structure_summary(st0.encoder.weight)}
                          for k, (st, st0) in enumerate(zip(model.stages, init.stages), start=1)}
-    metrics = run / "metrics.jsonl"
+    metrics = RunDir(run).metrics
     if metrics.exists():
         rows = read_jsonl(metrics)
         curves = training_curves_png(rows)
@@ -177,7 +177,7 @@ def _filters(folder: Path, run: Path, model, cfg: Config, device) -> dict:
 def _invariance(folder: Path, det, candidate, aligned, ts, cfg, pre) -> dict:
     """Scale and translation curves of 10 held-out `aligned` faces, head turns, and ORL's posed faces
     against the test set `ts`."""
-    probe = Probe(det, candidate, pre)
+    probe = UnitOnField(det, candidate, pre)
     rng = np.random.default_rng(cfg.probe.seed)
     held_out_faces = np.flatnonzero(aligned.labels & ~aligned.val)
     faces = aligned.images[rng.choice(held_out_faces, min(10, len(held_out_faces)), replace=False)]

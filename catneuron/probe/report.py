@@ -11,8 +11,10 @@ from pathlib import Path
 from catneuron.provenance import code_version
 from catneuron.files import read_context, read_jsonl, write_text
 from catneuron.probe import calibration
-from catneuron.probe.pictures import INDEX, PICTURES, read_index
+from catneuron.probe.detectors import MODES, SetKey
+from catneuron.probe.pictures import read_index
 from catneuron.probe.run import read_results
+from catneuron.rundir import RunDir
 
 # Reference accuracies (%) the paper states in its text (Table 1's other cells did not survive the
 # text extraction we have, so they are left out rather than recalled).
@@ -22,8 +24,6 @@ PAPER = {
     "cat faces": {"all negative": 64.8, "linear filter": 67.2, "best neuron": 74.8},
     "bodies": {"all negative": 64.8, "linear filter": 68.1, "best neuron": 76.7},
 }
-
-SECTIONS = ["summary", "table1", "testsets", "learned", "sublayers", "neurons", "concepts", "provenance"]
 
 
 def _img(path: Path, alt: str) -> str:
@@ -56,20 +56,21 @@ def table_rows(task: dict) -> list[tuple[str, str, dict | None, dict | None]]:
                 held = max((v["heldout"] for v in groups.values()), key=lambda r: r["val_accuracy"])
             else:
                 paper, held = d["paper"], d["heldout"]
-            rows.append((f"{label} ({key.rsplit('-', 1)[-1]})" if key.endswith(("-whole", "-field")) else label,
-                         ref, paper, held))
+            mode = SetKey.parse(key).mode
+            rows.append((f"{label} ({mode})" if mode else label, ref, paper, held))
 
-    add("same architecture, random weights", "random weights", ["random-whole", "random-field"])
+    trained = [str(SetKey("trained", mode)) for mode in MODES]
+    add("same architecture, random weights", "random weights", [str(SetKey("random", mode)) for mode in MODES])
     add(dets.get("linear", {}).get("label", "best linear filter"), "linear filter", ["linear"])
     groups = dets.get("linear", {}).get("groups", {})
     if len(groups) > 1:        # the corpus mixes sources: the best filter from each
         for name, g in groups.items():
             rows.append((f"best linear filter, {name}", "", g["paper"], g["heldout"]))
-    add("best first-layer neuron", "first layer", ["trained-whole", "trained-field"], group_prefix="stage1/")
-    add("best neuron", "best neuron", ["trained-whole", "trained-field"])
+    add("best first-layer neuron", "first layer", trained, group_prefix="stage1/")
+    add("best neuron", "best neuron", trained)
     for key, d in dets.items():
-        if key.startswith("compare-"):
-            name = key[len("compare-"):].rsplit("-", 1)[0]
+        if SetKey.parse(key).source == "compare":
+            name = SetKey.parse(key).name
             ref = {"nolcn": "without LCN", "control": "control corpus", "sigmoid": "sigmoid autoencoder"}.get(name, "")
             rows.append((f"best neuron, {d['label']}", ref, d["paper"], d["heldout"]))
     add(dets.get("kmeans", {}).get("label", "K-means"), "k-means", ["kmeans"])
@@ -107,9 +108,9 @@ def _table1(results: dict) -> str:
 
 def _targets(task: dict) -> str:
     dets = task["detectors"]
-    trained, random_ = calibration.best_of(dets, "trained-"), calibration.best_of(dets, "random-")
-    linear, first = calibration.best_of(dets, "linear"), calibration.best_of(dets, "trained-", "stage1/")
-    control = calibration.best_of(dets, "compare-control")
+    trained, random_ = calibration.best_of(dets, "trained"), calibration.best_of(dets, "random")
+    linear, first = calibration.best_of(dets, "linear"), calibration.best_of(dets, "trained", "stage1/")
+    control = calibration.best_of(dets, "compare", name="control")
     lines = []
     for name, other, need in (("best linear filter", linear, 7), ("random weights", random_, 10),
                               ("first-layer neuron", first, 10)):
@@ -136,7 +137,7 @@ def _calibration(name: str, task: dict, pics: dict, folder: Path) -> str:
 
 def _sublayers(task: dict) -> str:
     rows = []
-    for key in ("trained-whole", "trained-field", "random-whole", "random-field"):
+    for key in (str(SetKey(source, mode)) for source in ("trained", "random") for mode in MODES):
         d = task["detectors"].get(key)
         if not d:
             continue
@@ -229,11 +230,12 @@ def _no_pictures(stale: bool) -> str:
 def report(run: str | Path, out: str | Path | None = None) -> Path:
     run = Path(run)
     results, _ = read_results(run)
-    folder = run / "probe" / PICTURES
+    rundir = RunDir(run)
+    folder = rundir.pictures
     index = read_index(run)      # None too when the pictures are from another probe than results.json
-    stale = index is None and (folder / INDEX).exists()
+    stale = index is None and rundir.pictures_index.exists()
     pictures = index or {"tasks": {}}
-    run_json = read_context(run / "run.json") or {}
+    run_json = read_context(rundir.record) or {}
     corpora = {src: read_context(Path(src) / "manifest.json") for src in results["config"]["data"]["train"]}
     corpora = {src: manifest for src, manifest in corpora.items() if manifest is not None}
     summary = "".join(f"<li>{html.escape(t)}: {v['set']['positives']:,} positives, {v['set']['negatives']:,} "
@@ -246,9 +248,8 @@ def report(run: str | Path, out: str | Path | None = None) -> Path:
                            for t, v in results["tasks"].items())
     sessions = run_json.get("sessions", [])
     images_seen = None
-    metrics = run / "metrics.jsonl"
-    if metrics.exists():
-        rows = read_jsonl(metrics)
+    if rundir.metrics.exists():
+        rows = read_jsonl(rundir.metrics)
         images_seen = rows[-1].get("images") if rows else None
     body = f"""<!doctype html><html><head><meta charset=utf-8><title>catneuron report: {html.escape(run.name)}</title>
 <style>{CSS}</style></head><body>

@@ -30,16 +30,17 @@ import torch
 from tqdm import tqdm
 
 from catneuron.config import Config
-from catneuron.files import replacing, safe_name, write_json
+from catneuron.files import replacing, write_json
 from catneuron.data.images import decode, fit_square
 from catneuron.data.sources import count_records, data_root, iter_records, resolve_all
 from catneuron.errors import CatneuronError, ConfigError, DataError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder, random_baseline
 from catneuron.probe import calibration, testsets
-from catneuron.probe.detectors import CentroidDetectors, LinearFilterDetectors, NetworkDetectors
+from catneuron.probe.detectors import CentroidDetectors, LinearFilterDetectors, NetworkDetectors, SetKey
 from catneuron.probe.selectivity import StreamingScorer, accuracy_at, exact_auc
 from catneuron.provenance import code_version
-from catneuron.train.checkpoint import load_model, weights_file
+from catneuron.rundir import RunDir
+from catneuron.train.checkpoint import load_model, model_config, weights_file
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
     common = {"preprocess": cfg.data.preprocess, "placements": p.placements}
     sets = []
     for mode in p.modes:
-        sets.append(Detectors(f"trained-{mode}", f"trained network ({mode})",
+        sets.append(Detectors(str(SetKey("trained", mode)), f"trained network ({mode})",
                               lambda mode=mode: NetworkDetectors(model, cfg.model, mode, p.placements,
                                                                  cfg.data.preprocess, device), "network",
                               {**common, "mode": mode, "weights": _weights_id(run)}))
@@ -168,7 +169,7 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
             net = DeepSparseAutoencoder(random_model, device=device)
             return NetworkDetectors(net, random_model, mode, p.placements, cfg.data.preprocess, device)
         for mode in p.modes:
-            sets.append(Detectors(f"random-{mode}", f"same architecture, random weights ({mode})",
+            sets.append(Detectors(str(SetKey("random", mode)), f"same architecture, random weights ({mode})",
                                   lambda mode=mode: random_net(mode), "network",
                                   {**common, "mode": mode, "model": dataclasses.asdict(random_model),
                                    "seed": cfg.train.seed}))
@@ -191,17 +192,21 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
                                         f"{p.kmeans_size}x{p.kmeans_size} images)", kmeans, "baseline",
                               {**corpus, "k": p.kmeans_centroids, "size": p.kmeans_size, "images": p.kmeans_images}))
     for name, other in compare.items():
-        other_model, other_cfg = load_model(other, device)
+        other_cfg = model_config(other)          # its weights are loaded when its scores are needed
         mine, theirs = (cfg.model.input_size, cfg.model.channels), (other_cfg.model.input_size, other_cfg.model.channels)
         if theirs != mine:
             raise ConfigError(f"--compare {name}={other}: its network takes {theirs[0]}x{theirs[0]}x{theirs[1]} "
                               f"images, this run's {mine[0]}x{mine[0]}x{mine[1]}; compare runs of one input format")
         for mode in p.modes:
-            sets.append(Detectors(f"compare-{name}-{mode}", f"{COMPARE_LABELS.get(name, name)} ({mode})",
-                                  lambda m=other_model, c=other_cfg, mode=mode: NetworkDetectors(
-                                      m, c.model, mode, p.placements, c.data.preprocess, device), "network",
-                                  {**common, "mode": mode, "weights": _weights_id(other)}))
+            sets.append(Detectors(str(SetKey("compare", mode, name)), f"{COMPARE_LABELS.get(name, name)} ({mode})",
+                                  lambda other=other, mode=mode: _compared(other, mode, p.placements, device),
+                                  "network", {**common, "mode": mode, "weights": _weights_id(other)}))
     return sets
+
+
+def _compared(run: Path, mode: str, placements: int, device) -> NetworkDetectors:
+    model, cfg = load_model(run, device)
+    return NetworkDetectors(model, cfg.model, mode, placements, cfg.data.preprocess, device)
 
 
 def tasks_of(cfg: Config, positives: list[str] | None, negatives: list[str] | None) -> list[testsets.Task]:
@@ -220,20 +225,27 @@ def tasks_of(cfg: Config, positives: list[str] | None, negatives: list[str] | No
 def read_results(run: Path) -> tuple[dict, bytes]:
     """RUN/probe/results.json parsed, and its bytes (what pictures are keyed by); a one-line error
     when it is missing or damaged, or when the run's weights changed since it was written."""
-    path = run / "probe" / "results.json"
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CatneuronError(f"{path}: not found; run `catneuron probe {run}` first") from None
+    path = RunDir(run).require_probe()
+    raw = path.read_bytes()
     try:
         results = json.loads(raw)
     except ValueError:
         results = None
     if not (isinstance(results, dict) and isinstance(results.get("tasks"), dict)
-            and isinstance(results.get("config"), dict)):
+            and isinstance(results.get("config"), dict) and _detector_keys_parse(results["tasks"])):
         raise CatneuronError(f"{path}: damaged (not a probe's results); run `catneuron probe {run}` again")
     require_current(run, results)
     return results, raw
+
+
+def _detector_keys_parse(tasks: dict) -> bool:
+    try:
+        for task in tasks.values():
+            for key in task["detectors"]:
+                SetKey.parse(key)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return False
+    return True
 
 
 def require_current(run: Path, results: dict) -> None:
@@ -243,7 +255,7 @@ def require_current(run: Path, results: dict) -> None:
     for task in results.get("tasks", {}).values():
         for key, d in task.get("detectors", {}).items():
             scored = d.get("signature", {}).get("weights")
-            if key.startswith("trained-") and scored is not None and scored != now:
+            if SetKey.parse(key).source == "trained" and scored is not None and scored != now:
                 raise CatneuronError(f"{run}: its weights changed since it was probed (trained further?); run "
                                      f"`catneuron probe {run}` again")
 
@@ -276,10 +288,10 @@ def probe(run: str | Path, cfg: Config | None = None, compare: dict[str, str] | 
     """
     run = Path(run)
     model, run_cfg = load_model(run, device)                                       # 1
-    cfg = cfg or run_cfg
-    cfg.model, cfg.train = run_cfg.model, run_cfg.train
-    stages = run / "probe" / "stages"
-    stages.mkdir(parents=True, exist_ok=True)
+    # the network as trained; the caller's config is not changed
+    cfg = dataclasses.replace(cfg or run_cfg, model=run_cfg.model, train=run_cfg.train)
+    rundir = RunDir(run)
+    rundir.score_cache.mkdir(parents=True, exist_ok=True)
     compare_paths = {k: Path(v) for k, v in (compare or {}).items()}
     sets = detector_sets(run, model, cfg, compare_paths, device)                   # 2
     results = {"run": str(run), "code_version": code_version(), "config": cfg.to_dict(),
@@ -294,11 +306,11 @@ def probe(run: str | Path, cfg: Config | None = None, compare: dict[str, str] | 
         if cfg.probe.calibrate:
             entry["calibration"] = calibration.calibrate(ts, cfg.probe.seed, cfg.probe.ceiling_steps)
         for d in sets:                                                             # 4
-            entry["detectors"][d.key] = _scored(d, task, ts, stages / f"{safe_name(task.name)}__{d.key}.json",
+            entry["detectors"][d.key] = _scored(d, task, ts, rundir.scores(task.name, d.key, ".json"),
                                                 cfg.probe.batch_size, force, progress)
         entry["floor"] = calibration.floor(entry)
         results["tasks"][task.name] = entry
-    write_json(run / "probe" / "results.json", results)                            # 5
+    write_json(rundir.results, results)                                           # 5
     return results
 
 

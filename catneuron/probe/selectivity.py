@@ -131,22 +131,29 @@ def accuracy_at(acts: torch.Tensor, labels: torch.Tensor, threshold: float) -> f
     return ((acts >= threshold) == labels.bool()).double().mean().item()
 
 
+def average_ranks(acts: torch.Tensor) -> torch.Tensor:
+    """(N, U) responses -> (N, U) float64 ranks 1..N of each column, tied responses sharing their
+    average rank: the rank sums of the ROC AUC, in which a tie counts half (units at the LCN
+    floor respond alike to many images)."""
+    values, order = acts.double().sort(0)
+    n = values.shape[0]
+    index = torch.arange(n).unsqueeze(1).expand_as(values)
+    starts = torch.ones_like(values, dtype=torch.bool)
+    starts[1:] = values[1:] != values[:-1]
+    ends = torch.ones_like(starts)
+    ends[:-1] = starts[1:]
+    first = torch.where(starts, index, 0).cummax(0).values
+    last = torch.where(ends, index, n - 1).flip(0).cummin(0).values.flip(0)
+    return torch.empty_like(values).scatter_(0, order, (first + last).double() / 2 + 1)
+
+
 def exact_auc(acts: torch.Tensor, labels: torch.Tensor) -> float:
     """ROC AUC by ranks (ties count half): P(response of a positive > response of a negative)."""
     labels = labels.bool()
     P, N = int(labels.sum()), int((~labels).sum())
     if P == 0 or N == 0:
         return 0.5
-    order = torch.argsort(acts.double())
-    ranks = torch.empty_like(acts, dtype=torch.float64)
-    sorted_acts = acts.double()[order]
-    ranks[order] = torch.arange(1, len(acts) + 1, dtype=torch.float64)
-    # average ranks over ties
-    unique, inverse, counts = torch.unique_consecutive(sorted_acts, return_inverse=True, return_counts=True)
-    if len(unique) < len(acts):
-        ends = counts.cumsum(0).double()
-        avg = ends - (counts.double() - 1) / 2
-        ranks[order] = avg[inverse]
+    ranks = average_ranks(acts.reshape(-1, 1))[:, 0]
     return ((ranks[labels].sum() - P * (P + 1) / 2) / (P * N)).item()
 
 

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from catneuron.errors import CatneuronError
 from catneuron.files import replacing, replacing_dir
+from catneuron.rundir import RunDir
 from catneuron.train.optim import restore
 
 PREFIX = "step-"
@@ -173,8 +174,8 @@ def weights_file(path: str | Path) -> Path:
     and was stopped (then its newest checkpoint's, which is later); or the file itself."""
     path = Path(path)
     if path.is_dir():
-        final = path / "model.safetensors"
-        newest = latest(path / "checkpoints")
+        final = RunDir(path).weights
+        newest = latest(RunDir(path).checkpoints)
         if newest is None:
             path = final
         elif not final.exists() or int(read_metadata(final).get("step", -1)) < int(newest.name[len(PREFIX):]):

@@ -1,14 +1,9 @@
 """Single-process training of the deep sparse autoencoder.
 
-A run directory holds everything about one training run:
-  config.json        the full configuration
-  run.json           provenance: code version, software, machine, data files, one entry per session
-  metrics.jsonl      one line per logged step (loss parts, images seen, images/s)
-  checkpoints/       atomic checkpoints (see checkpoint.py); the run resumes from the newest
-  model.safetensors  the final weights, with the config in its metadata
-Ctrl-C (or SIGTERM) writes a checkpoint before exiting, so ``--resume`` continues exactly. One
-training writes a run directory at a time (train/rundir.py), and an existing run is refused
-without ``--resume``.
+A run directory (its files: catneuron/rundir.py) holds everything about one training run: the
+config, provenance per session, the metrics log, checkpoints and the final weights. Ctrl-C (or
+SIGTERM) writes a checkpoint before exiting, so ``--resume`` continues exactly. One training writes
+a run directory at a time, and an existing run is refused without ``--resume``.
 """
 from __future__ import annotations
 
@@ -24,15 +19,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from catneuron.config import Config, load_file, validate
+from catneuron.config import Config, validate
 from catneuron.data.preprocess import to_tensor
 from catneuron.data.loader import ImageStream, StreamState
 from catneuron.data.sources import resolve_all
 from catneuron.errors import CatneuronError
-from catneuron.files import write_json, write_text
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.provenance import code_version, environment
-from catneuron.train import checkpoint, rundir
+from catneuron.rundir import RunDir
+from catneuron.train import checkpoint
 from catneuron.train.monitor import LearningMonitor
 from catneuron.train.optim import decay_, make_optimizer
 
@@ -105,39 +100,23 @@ class StopRequest:
                 signal.signal(s, handler)
 
 
-def _weights_metadata(cfg: Config) -> dict[str, str]:
+def weights_metadata(cfg: Config) -> dict[str, str]:
     return {"config": json.dumps(cfg.to_dict()), "code_version": code_version(), "format": "catneuron-autoencoder-1"}
 
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True):
         self.cfg = validate(cfg)
-        self.run_dir = Path(run_dir)
+        self.rundir = RunDir(run_dir)
         self.resume, self.progress = resume, progress
-        self.ckpt_dir = self.run_dir / "checkpoints"
-
-    def _check_run_dir(self) -> None:
-        """Called holding the lock: nothing else writes the directory while it is checked."""
-        rundir.refuse_existing(self.run_dir, self.resume)
-        if self.resume and (self.run_dir / "config.json").exists():
-            # Through load_file, so settings added since the run started compare at their defaults.
-            rundir.check_resume(self.run_dir, load_file(self.run_dir / "config.json").to_dict(), self.cfg.to_dict())
-        for stale in checkpoint.remove_partial(self.ckpt_dir):
-            log.info("removed %s, left by a save that was killed", stale)
-
-    def _record_session(self, sources, start_step: int) -> None:
-        path = self.run_dir / "run.json"
-        run = _read_run_json(path)
-        run["config"] = self.cfg.to_dict()
-        run["data"] = [{"source": s.spec, "files": [str(f) for f in s.files[:1000]], "file_count": len(s.files)}
-                       for s in sources]
-        run["sessions"].append({**environment(), "start_step": start_step})
-        write_json(path, run)
-        write_json(self.run_dir / "config.json", self.cfg.to_dict())
 
     def run(self) -> TrainResult:
-        with rundir.locked(self.run_dir):
-            self._check_run_dir()
+        with self.rundir.locked():
+            self.rundir.refuse_existing(self.resume)
+            if self.resume:
+                self.rundir.check_resume(self.cfg.to_dict())
+            for stale in checkpoint.remove_partial(self.rundir.checkpoints):
+                log.info("removed %s, left by a save that was killed", stale)
             return self._run()
 
     def _run(self) -> TrainResult:
@@ -149,30 +128,30 @@ class Trainer:
 
         torch.manual_seed(t.seed)
         model = DeepSparseAutoencoder(cfg.model, device=device)
-        monitor = LearningMonitor(model)          # the seed fixes the initialization, resumed or not
+        monitor = LearningMonitor.of(model)       # the seed fixes the initialization, resumed or not
         optimizer = make_optimizer(t, model.parameters())
         step, images_seen, stream_state = 0, 0, StreamState()
-        restored = checkpoint.load_latest(self.ckpt_dir, model, optimizer, device) if self.resume else None
+        restored = checkpoint.load_latest(self.rundir.checkpoints, model, optimizer, device) if self.resume else None
         if restored is not None:
             _, state = restored
             step, images_seen = state["step"], state["images_seen"]
             stream_state = StreamState(**state["stream"])
-            log.info("resuming %s at step %d (%d images seen)", self.run_dir, step, images_seen)
+            log.info("resuming %s at step %d (%d images seen)", self.rundir.path, step, images_seen)
         elif self.resume:
-            log.info("no checkpoint in %s yet: starting from scratch", self.ckpt_dir)
-        _truncate_metrics(self.run_dir / "metrics.jsonl", step)
-        self._record_session(sources, step)
+            log.info("no checkpoint in %s yet: starting from scratch", self.rundir.checkpoints)
+        self.rundir.truncate_metrics(step)
+        self.rundir.record_session(cfg.to_dict(), sources, {**environment(), "start_step": step})
 
         stream = ImageStream(sources, cfg.model.input_size, cfg.model.channels, t.seed, cfg.data.shuffle_buffer,
                              stream_state, workers=cfg.data.workers)
-        writer = _tensorboard(self.run_dir) if t.tensorboard else None
-        meta = _weights_metadata(cfg)
+        writer = _tensorboard(self.rundir.path) if t.tensorboard else None
+        meta = weights_metadata(cfg)
 
         def save_checkpoint():
             bad = checkpoint.nonfinite(model.state_dict())
             if bad is not None:      # the checkpoints already written stay the ones to resume from
                 raise self._diverged(f"the weights became NaN or inf by step {step} ({bad})")
-            checkpoint.save(self.ckpt_dir, step, model, optimizer,
+            checkpoint.save(self.rundir.checkpoints, step, model, optimizer,
                             {"images_seen": images_seen, "stream": stream.state.as_dict()}, meta)
 
         bar = tqdm(total=t.steps, initial=step, disable=not self.progress, unit="step", dynamic_ncols=True,
@@ -181,7 +160,7 @@ class Trainer:
         window_start, window_images = time.perf_counter(), 0
         batches = stream.batches(t.batch_size)
         try:
-            with stop.installed(), open(self.run_dir / "metrics.jsonl", "a") as metrics:
+            with stop.installed(), open(self.rundir.metrics, "a") as metrics:
                 if step == 0:       # the initialization's values, for every curve to start from
                     metrics.write(json.dumps({"step": 0, "images": 0, **monitor.row(model)}) + "\n")
                 while step < t.steps and not stop.requested:
@@ -206,7 +185,7 @@ class Trainer:
                             row[f"stage{k + 1}/reconstruction"] = part.reconstruction.item()
                             row[f"stage{k + 1}/relative_reconstruction"] = part.relative_reconstruction()
                             row[f"stage{k + 1}/sparsity"] = part.sparsity.item()
-                        row.update(monitor.row(model, objective.codes))
+                        row.update(monitor.row(model, objective.filtered))
                         metrics.write(json.dumps(row) + "\n")
                         metrics.flush()
                         if writer is not None:
@@ -223,57 +202,19 @@ class Trainer:
             if writer is not None:
                 writer.close()
         save_checkpoint()
-        self._record_skipped(stream.skipped)
+        self.rundir.record_skipped(stream.skipped)
         interrupted = step < t.steps
         if interrupted:
             log.warning("interrupted at step %d; checkpoint saved. Continue with --resume --out %s", step,
-                        self.run_dir)
+                        self.rundir.path)
         else:
-            checkpoint.save_weights(model, self.run_dir / "model.safetensors", {**meta, "step": str(step)})
-        return TrainResult(self.run_dir, step, images_seen, loss_value, interrupted, stop.signal)
+            checkpoint.save_weights(model, self.rundir.weights, {**meta, "step": str(step)})
+        return TrainResult(self.rundir.path, step, images_seen, loss_value, interrupted, stop.signal)
 
     def _diverged(self, what: str) -> CatneuronError:
-        good = checkpoint.latest(self.ckpt_dir)
+        good = checkpoint.latest(self.rundir.checkpoints)
         kept = f"; the last good checkpoint is {good.name}" if good else "; no checkpoint was written"
         return CatneuronError(f"{what}{kept}. Lower train.lr (now {self.cfg.train.lr}) and continue with --resume")
-
-    def _record_skipped(self, skipped: dict[str, str]) -> None:
-        """The unreadable training images this session met (file -> why) go into its run.json entry."""
-        path = self.run_dir / "run.json"
-        run = _read_run_json(path)
-        run["sessions"][-1]["skipped"] = dict(list(skipped.items())[:1000])
-        run["sessions"][-1]["skipped_count"] = len(skipped)
-        write_json(path, run)
-
-
-def _read_run_json(path: Path) -> dict:
-    if not path.exists():
-        return {"sessions": []}
-    try:
-        run = json.loads(path.read_text())
-        if isinstance(run, dict) and isinstance(run.get("sessions"), list):
-            return run
-    except (ValueError, OSError):
-        pass
-    raise CatneuronError(f"{path}: damaged (expected the run's JSON record); move it aside to start a new record")
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop log lines past the checkpoint being resumed (they will be logged again); starting at
-    step 0, all of them (the initialization's row is written again too). A line that does not
-    parse (the last one, cut by a kill) is dropped with the rest."""
-    if not path.exists():
-        return
-    keep = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        try:
-            row_step = json.loads(line)["step"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("%s line %d is not a complete metrics row: dropped", path, number)
-            continue
-        if step and row_step <= step:
-            keep.append(line)
-    write_text(path, "".join(line + "\n" for line in keep))
 
 
 def _tensorboard(run_dir: Path):

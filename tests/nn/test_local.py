@@ -184,7 +184,11 @@ def test_reduced_precision_goes_through_a_kernel_that_offers_it(precision):
     y = layer(x)
     torch.testing.assert_close(y, exact, rtol=0.05, atol=0.05)
     y.sum().backward()
-    assert layer.weight.grad is not None and x.grad is not None
+    w = layer.weight.detach().clone().requires_grad_(True)
+    x_exact = x.detach().clone().requires_grad_(True)
+    locally_connected(x_exact, w, 1, backend="torch").sum().backward()
+    torch.testing.assert_close(layer.weight.grad, w.grad, rtol=0.05, atol=0.05)     # at reduced precision
+    torch.testing.assert_close(x.grad, x_exact.grad, rtol=0.05, atol=0.05)
     # On the CPU, bf16 is also lc_bf16's (backend native); tf32 only the batched kernel's.
     for backend in ("native", "torch") if precision == "tf32" else ("torch",):
         with pytest.raises(RuntimeError, match="needs backend auto, batched"):

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from catneuron.probe.calibration import ceiling, floor, giveaway, low_level_features, rows
 from catneuron.probe import testsets

@@ -3,7 +3,7 @@ import torch
 
 from catneuron import config as C
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
-from catneuron.probe.detectors import NetworkDetectors
+from catneuron.probe.detectors import NetworkDetectors, SetKey
 
 
 def _tiny():
@@ -34,7 +34,18 @@ def test_candidates_name_the_unit_they_read(kind):
         placement = det.positions.index(tuple(info["placement"]))
         expected = t.view(3, len(det.positions), *t.shape[1:])[:, placement, info["map"], info["i"], info["j"]]
         torch.testing.assert_close(acts[:, candidate], expected)
-        assert info["unit"] == candidate % det.units
+        # the numbering both ways: a unit and its placement (as an index or as describe's image position)
+        assert det.locate(candidate) == (info["unit"], placement)
+        assert det.candidate(info["unit"], info["placement"]) == det.candidate(info["unit"], placement) == candidate
+    # the same numbering for a whole table at once (the explorer's unit table)
+    from catneuron.probe.detectors import addresses
+    every = np.arange(det.candidates)
+    table = addresses(det.groups, every)
+    for candidate in (0, det.units - 1, det.units, det.candidates // 2 + 7, det.candidates - 1):
+        info = det.describe(candidate)
+        assert [table[k][candidate] for k in ("stage", "sublayer", "map", "i", "j", "unit")] == [
+            info[k] for k in ("stage", "sublayer", "map", "i", "j", "unit")]
+        assert det.positions[table["placement"][candidate]] == tuple(info["placement"])
 
 
 def test_field_mode_lands_exactly_on_the_field_of_a_top_unit():
@@ -78,3 +89,12 @@ def test_distractors_get_the_letterbox_of_the_positives(tmp_path):
     ts = build(Task("narrow", (str(tmp_path / "pos"),), (str(tmp_path / "neg"),)), 20, use_cache=False)
     flat_border = ts.images[:, :, :3].std(axis=(1, 2)).max(axis=1) < 1   # a letterbox bar at the left edge
     assert flat_border[ts.labels].all() and flat_border[~ts.labels].all()
+
+
+def test_a_detector_sets_key_is_built_and_read_in_one_place():
+    for key in (SetKey("trained", "whole"), SetKey("random", "field"), SetKey("compare", "whole", "my-control"),
+                SetKey("linear"), SetKey("kmeans")):
+        assert SetKey.parse(str(key)) == key
+    assert str(SetKey("compare", "field", "nolcn")) == "compare-nolcn-field"
+    with pytest.raises(ValueError, match="'pixels-whole': not a detector set"):
+        SetKey.parse("pixels-whole")

@@ -4,49 +4,16 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from catneuron import config as C
-from catneuron.nn.autoencoder import DeepSparseAutoencoder
-from catneuron.probe.detectors import NetworkDetectors
 from catneuron.probe.pictures import visualize
-from catneuron.probe.report import SECTIONS, report
+from catneuron.probe.report import report
 from catneuron.probe.run import probe
-from catneuron.probe.optvis import blur, channel, input_norm, jitter, optimal_stimulus, unit
 from catneuron.train.trainer import Trainer
 from tests.data.helpers import random_images, write_shards
 
-
-def test_optimal_stimulus_keeps_its_norm_and_raises_the_response():
-    cfg = C.preset("tiny")
-    model = DeepSparseAutoencoder(cfg.model)
-    det = NetworkDetectors(model, cfg.model, "whole")
-    rho = input_norm(det, np.stack(random_images(8, size=20)))
-    assert rho == pytest.approx((3 * 20 * 20) ** 0.5, rel=1e-2)     # standardized images: sqrt(C S S)
-    for candidate in (det.units - 5, 1000):                  # a top LCN unit, a stage-1 unit
-        f = unit(det, candidate)
-        for transforms, after_step in (([], []), ([jitter(2)], [blur(0.5)])):
-            opt = optimal_stimulus(f, (3, 20, 20), steps=40, seed=1, transforms=transforms, after_step=after_step,
-                                   norm=rho)
-            assert opt.image.norm().item() == pytest.approx(rho, rel=1e-5)
-            assert opt.response > opt.start_response
-            assert all(b >= a for a, b in zip(opt.history, opt.history[1:]))     # ascent never goes down
-            assert f(opt.image[None]).item() == pytest.approx(opt.response, rel=1e-4, abs=1e-5)
-
-
-def test_objectives_compose_and_a_channel_objective_is_raised():
-    cfg = C.preset("tiny")
-    model = DeepSparseAutoencoder(cfg.model)
-    det = NetworkDetectors(model, cfg.model, "whole")
-    x = torch.randn(4, 3, 20, 20)
-    a, b = unit(det, 10), unit(det, det.units - 3)
-    torch.testing.assert_close((a - 0.5 * b)(x), a(x) - 0.5 * b(x))
-    torch.testing.assert_close((-a)(x), -a(x))
-    mean_map = channel(det, 1, "pool", 2)
-    torch.testing.assert_close(mean_map(x), model(x)[0].pooled[:, 2].flatten(1).mean(1))
-    opt = optimal_stimulus(mean_map, (3, 20, 20), steps=20, seed=0, norm=20.0)
-    assert opt.response > opt.start_response and opt.image.norm().item() == pytest.approx(20.0, rel=1e-5)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +51,7 @@ def test_own_positives_that_are_all_unreadable_are_an_error_and_keep_the_results
 def test_own_test_sets_can_be_explored_and_other_sets_are_not_drawn_from_their_responses(tiny_run, tmp_path,
                                                                                          monkeypatch):
     from catneuron.errors import CatneuronError
-    from catneuron.explore import RunView
+    from catneuron.probe.explore import RunView
     monkeypatch.setenv("CATNEURON_CACHE", str(tmp_path / "cache"))
     for name, n in (("a", 12), ("b", 14), ("neg", 40)):
         write_shards(tmp_path / name / "set", random_images(n, size=24, seed=n), per_shard=50)
@@ -148,7 +115,9 @@ def test_probes_that_cannot_mean_anything_are_refused(tiny_run, tmp_path, monkey
 
 def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setenv("CATNEURON_CACHE", str(tmp_path / "cache"))
-    results = probe(tiny_run, _probe_cfg(tiny_run), compare={"control": str(tiny_run)}, progress=False)
+    cfg = C.apply_overrides(_probe_cfg(tiny_run), ["train.steps=999"])
+    results = probe(tiny_run, cfg, compare={"control": str(tiny_run)}, progress=False)
+    assert cfg.train.steps == 999 and results["config"]["train"]["steps"] == 20   # the run's, the caller's unchanged
     # the default face test shows faces in scenes; its calibration and floor come with the scores
     scene = results["tasks"]["faces"]
     assert scene["set"]["construction"] == "scene" and scene["set"]["positives"] == 60
@@ -159,7 +128,9 @@ def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeyp
     assert scene["floor"]["linear_best"] == scene["detectors"]["linear"]["paper"]["accuracy"]
     # the aligned, letterboxed faces: a set that even a 20-step tiny network's units pass
     faces = results["tasks"]["faces-aligned"]
-    assert faces["set"]["positives"] == 60 and faces["set"]["negatives"] == 110
+    # at the paper's ratio (13,026 faces to 23,974 distractors): 60 * 23,974 / 13,026 = 110.4 distractors
+    from catneuron.probe.testsets import PAPER_POSITIVE_FRACTION as f
+    assert faces["set"]["positives"] == 60 and faces["set"]["negatives"] == int(60 * (1 - f) / f) == 110
     dets = faces["detectors"]
     assert set(dets) == {"trained-whole", "trained-field", "random-whole", "random-field", "linear", "kmeans",
                          "compare-control-whole", "compare-control-field"}
@@ -190,7 +161,7 @@ def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeyp
     assert pics["concepts"]["per_concept"]["faces"]
     page = report(tiny_run)
     text = page.read_text()
-    for section in SECTIONS:
+    for section in ("summary", "table1", "testsets", "learned", "sublayers", "neurons", "concepts", "provenance"):
         assert f"<section id={section}>" in text
     assert "What each test can show" in text and "ceiling: supervised CNN" in text
     assert text.count("data:image/png;base64,") >= 19 and "What drives each stage" in text and "Table 1 analog" in text and "control corpus" in text
@@ -216,8 +187,9 @@ def test_probe_visualize_report_on_a_tiny_checkpoint(tiny_run, tmp_path, monkeyp
     text = report(tiny_run).read_text()
     assert "drawn from an earlier probe" in text and f"{json.loads(saved_metrics.splitlines()[-1])['images']:,}" in text
     from catneuron.errors import CatneuronError
-    from catneuron.explore import RunView
-    for damaged in (saved_results[:120], "[]", '{"tasks": {}}'):
+    from catneuron.probe.explore import RunView
+    unknown_set = json.dumps({**json.loads(saved_results), "tasks": {"faces": {"detectors": {"pixels-whole": {}}}}})
+    for damaged in (saved_results[:120], "[]", '{"tasks": {}}', unknown_set):
         results.write_text(damaged)
         for read in (report, lambda run: visualize(run, steps=1), RunView):
             with pytest.raises(CatneuronError, match=r"results.json: damaged \(not a probe's results\); run"):

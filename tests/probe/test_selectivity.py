@@ -59,6 +59,22 @@ def test_exact_auc_with_ties():
     assert exact_auc(torch.tensor([1.0, 1.0, 2.0, 0.0]), torch.tensor([True, False, True, False])) == 0.875
 
 
+def test_the_probe_and_the_concept_scan_score_ties_alike():
+    """One AUC: a unit at the LCN floor (many equal responses) gets the same score from the probe's
+    exact_auc and from the concept scan, and both equal the pairwise count with ties as half."""
+    from catneuron.probe.concepts import concept_aucs
+    g = torch.Generator().manual_seed(0)
+    acts = torch.randint(0, 4, (60, 5), generator=g).float()          # a handful of values: ties everywhere
+    concept = torch.randint(0, 3, (60,), generator=g)
+    scan = concept_aucs(acts, concept.numpy(), 3)
+    for c in range(3):
+        for u in range(5):
+            pos, neg = acts[concept == c, u], acts[concept != c, u]
+            pairs = (pos[:, None] > neg[None]).double() + 0.5 * (pos[:, None] == neg[None]).double()
+            assert exact_auc(acts[:, u], concept == c) == pytest.approx(pairs.mean().item())
+            assert scan[c, u].item() == pytest.approx(pairs.mean().item(), abs=1e-6)
+
+
 def test_native_and_torch_histograms_agree(monkeypatch):
     from catneuron.probe import selectivity
     g = torch.Generator().manual_seed(3)

@@ -75,6 +75,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_killed_run_resumes_to_the_same_weights(tmp_path, shards, sig):
     steps = 400
@@ -115,12 +116,12 @@ def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path, shards)
 
 
 def test_a_run_directory_has_one_writer_and_a_killed_writer_frees_it(tmp_path, shards):
-    from catneuron.train import rundir
-    with rundir.locked(tmp_path / "run"):
+    from catneuron.rundir import RunDir
+    with RunDir(tmp_path / "run").locked():
         with pytest.raises(CatneuronError, match=r"being written by another training \(pid \d+\)"):
             Trainer(_cfg([shards], 2), tmp_path / "run", progress=False).run()
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from catneuron.train import rundir; cm = rundir.locked(Path(sys.argv[1])); "
+                               "from catneuron.rundir import RunDir; cm = RunDir(sys.argv[1]).locked(); "
                                "cm.__enter__(); print('locked', flush=True); time.sleep(60)", str(tmp_path / "run")],
                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
     assert holder.stdout.readline().strip() == "locked"

@@ -4,12 +4,14 @@
 
 The driver hands each replica chunks of steps and gathers their statistics; replicas fetch
 parameters from every shard every P steps and push their accumulated gradients every G steps,
-in parallel over the shards and without waiting for each other; shards apply Adagrad as pushes
-arrive. A replica whose process dies is restarted by Ray (`max_restarts`), given back its data
-position, and rejoins; the others never wait for it. The driver checkpoints the shards (values,
-Adagrad state, versions) and the replicas' data positions every `train.checkpoint_every` steps in
-the run directory layout of single-process training, so `--resume` after killing the whole job
-loses at most one interval. Runs on a local Ray by default or on a cluster with `address`.
+in parallel over the shards and without waiting for each other; each shard steps its slice with
+the single-process trainer's optimizer (train/optim.py) as pushes arrive. A replica whose process
+dies is restarted by Ray (`max_restarts`), given back its data position, and rejoins; the others
+never wait for it. The driver checkpoints the shards (values, optimizer state, versions) and the
+replicas' data positions every `train.checkpoint_every` steps in the run directory of
+single-process training (catneuron/rundir.py: config, run.json sessions, metrics with the same
+learning measures), so `--resume` after killing the whole job loses at most one interval. Runs on
+a local Ray by default or on a cluster with `distributed.address`.
 """
 from __future__ import annotations
 
@@ -25,17 +27,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from catneuron.config import Config, load_file, validate
+from catneuron.config import Config, validate
+from catneuron.data.sources import resolve_all
 from catneuron.errors import CatneuronError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
-from catneuron.provenance import code_version
-from catneuron.train import checkpoint, rundir
+from catneuron.provenance import code_version, environment
+from catneuron.rundir import RunDir
+from catneuron.train import checkpoint
 from catneuron.train.distributed.params import gather, partition, scatter
 from catneuron.train.distributed.partition import ray_workers
 from catneuron.train.distributed.replica import Replica, replica_sources
 from catneuron.train.distributed.server import ParameterShard, normalized_runs
 from catneuron.files import read_json, write_json
-from catneuron.train.trainer import TrainResult, _truncate_metrics, _weights_metadata
+from catneuron.train.monitor import LearningMonitor
+from catneuron.train.trainer import TrainResult, weights_metadata
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +81,14 @@ class RayShards:
 class ReplicaActor:
     """Replica + its view of the shards, as one Ray actor."""
 
-    def __init__(self, shard_handles, *args, partitions: int = 1, gpus: "GpuPlacement | None" = None, **kwargs):
+    def __init__(self, shard_handles, cfg: Config, index: int, specs, initial, stream: dict | None,
+                 gpus: GpuPlacement):
         self.shards = RayShards(shard_handles)
-        gpus = gpus or GpuPlacement()
+        partitions = cfg.distributed.partitions
         # Band workers ask for no CPU of their own: they compute while the replica waits on them.
         workers = ray_workers(partitions, cpus_each=0, gpus_each=gpus.band) if partitions > 1 else None
-        self.replica = Replica(*args, partitions=partitions, band_workers=workers,
-                               device="cuda" if gpus.replica else "cpu", **kwargs)
+        self.replica = Replica(cfg, index, specs, initial, stream, band_workers=workers,
+                               device="cuda" if gpus.replica else "cpu")
 
     def run(self, steps: int):
         return dataclasses.asdict(self.replica.run(self.shards, steps))
@@ -134,193 +140,229 @@ class DistributedTrainer:
         """The replicas, shards and the rest of the layout are cfg.distributed's."""
         self.cfg = validate(cfg)
         self.s = self.cfg.distributed
-        self.run_dir, self.resume, self.progress = Path(run_dir), resume, progress
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.rundir, self.resume, self.progress = RunDir(run_dir), resume, progress
         if cfg.train.schedule != "simultaneous":
             raise CatneuronError(f"train.schedule = {cfg.train.schedule}: the distributed trainer trains every "
                                  f"stage at every step (simultaneous)")
 
     def run(self) -> TrainResult:
-        with rundir.locked(self.run_dir):
-            rundir.refuse_existing(self.run_dir, self.resume)
+        with self.rundir.locked():
+            self.rundir.refuse_existing(self.resume)
             if self.resume:
                 self._check_resume()
-            checkpoint.remove_partial(self.ckpt_dir)
-            return self._run()
+            checkpoint.remove_partial(self.rundir.checkpoints)
+            for r in range(self.s.replicas):        # a clear error here rather than replicas dying at start
+                replica_sources(self.cfg, r, self.s.replicas)
+            connect(self.s.address, self.s.object_store_mb)
+            return _Job(self.cfg, self.rundir, self.resume, self.progress).train()
 
     def _check_resume(self) -> None:
         """The saved shards and replica streams must fit this layout; checked before anything is written."""
-        saved_cfg, layout = self.run_dir / "config.json", self.run_dir / "distributed.json"
-        if not saved_cfg.exists():
-            return
+        layout = self.rundir.distributed
         saved = read_json(layout, "move it aside and give --ps-shards and --replicas as the run was started") \
-            if layout.exists() else {}
+            if layout.exists() and self.rundir.config.exists() else {}
         extra = {f"distributed.{key}": (saved.get(key), getattr(self.s, key))
                  for key in ("shards", "replicas") if key in saved}
-        rundir.check_resume(self.run_dir, load_file(saved_cfg).to_dict(), self.cfg.to_dict(), extra)
+        self.rundir.check_resume(self.cfg.to_dict(), extra)
 
-    def _run(self) -> TrainResult:
-        import ray
-        cfg, s = self.cfg, self.s
-        for r in range(s.replicas):        # a clear error here rather than replicas dying at start
-            replica_sources(cfg, r, s.replicas)
-        connect(s.address, s.object_store_mb)
 
+class _Job:
+    """One training session on Ray: the shard and replica actors, the driver's loop that hands the
+    replicas chunks of steps, logs what they report, checkpoints, and restarts what died."""
+
+    def __init__(self, cfg: Config, rundir: RunDir, resume: bool, progress: bool):
+        self.cfg, self.s, self.rundir, self.progress = cfg, cfg.distributed, rundir, progress
         torch.manual_seed(cfg.train.seed)
-        model = DeepSparseAutoencoder(cfg.model)
-        specs = partition(model, s.shards, cfg.model.norm_constraint)
-        step, images, streams, shard_states = 0, 0, [None] * s.replicas, None
-        restored = checkpoint.load_latest(self.ckpt_dir, model, None, "cpu") if self.resume else None
+        self.model = DeepSparseAutoencoder(cfg.model)
+        self.monitor = LearningMonitor.of(self.model)     # the seed fixes the initialization, resumed or not
+        self.specs = partition(self.model, self.s.shards, cfg.model.norm_constraint)
+        self.initial = [gather(self.model, spec) for spec in self.specs]
+        self.step, self.images = 0, 0
+        self.streams: list[dict | None] = [None] * self.s.replicas
+        self.skipped: list[dict] = [{} for _ in range(self.s.replicas)]
+        self.shard_states = None
+        restored = checkpoint.load_latest(rundir.checkpoints, self.model, None, "cpu") if resume else None
         if restored is not None:
             _, state = restored
-            step, images = state["step"], state["images_seen"]
-            streams, shard_states = state["replica_streams"], state["shards"]
-            log.info("resuming %s at step %d", self.run_dir, step)
-        _truncate_metrics(self.run_dir / "metrics.jsonl", step)
-        write_json(self.run_dir / "config.json", cfg.to_dict())
-        write_json(self.run_dir / "distributed.json", {**dataclasses.asdict(s), "code_version": code_version(),
-                                                        "shard_sizes": [spec.size for spec in specs]})
+            self.step, self.images = state["step"], state["images_seen"]
+            self.streams, self.shard_states = state["replica_streams"], state["shards"]
+            log.info("resuming %s at step %d", rundir, self.step)
+        self.scheduled = self.step             # steps handed to the replicas, finished or not
+        self.restarts, self.shard_restarts = [0] * self.s.replicas, [0] * len(self.specs)
+        self.replaced: set[str] = set()         # actor ids of the shards restarted so far
+        self.in_flight: dict = {}               # chunk's object ref -> (replica, steps)
+        self.meta = weights_metadata(cfg)
 
-        shard_actor = ray.remote(num_cpus=0)(ParameterShard)
-        initial = [gather(model, spec) for spec in specs]
+    def train(self) -> TrainResult:
+        import ray
+        cfg = self.cfg
+        self.rundir.truncate_metrics(self.step)
+        self.rundir.record_session(cfg.to_dict(), resolve_all(cfg.data.train, cfg.data.root),
+                                   {**environment(), "start_step": self.step})
+        self._write_layout()
+        self.shards = [self._start_shard(k) for k in range(len(self.specs))]
+        self.replicas = self._start_replicas()
+        self.started, self.images_at_start = time.perf_counter(), self.images
+        bar = tqdm(total=cfg.train.steps, initial=self.step, unit="step", disable=not self.progress,
+                   desc=f"train {cfg.preset} x{self.s.replicas} replicas", dynamic_ncols=True)
+        with open(self.rundir.metrics, "a") as self.metrics:
+            if self.step == 0:      # the initialization's values, for every curve to start from
+                self._log({"step": 0, "images": 0, **self.monitor.row(self.model)})
+            self._loop(bar)
+        bar.close()
+        self._save()
+        checkpoint.save_weights(self.model, self.rundir.weights, {**self.meta, "step": str(self.step)})
+        self.rundir.record_skipped({k: v for d in self.skipped for k, v in d.items()})
+        self._write_layout(shard_counts=ray.get([h.counts.remote() for h in self.shards]),
+                           restarts=self.restarts, shard_restarts=self.shard_restarts)
+        for actor in self.replicas + self.shards:
+            ray.kill(actor)
+        return TrainResult(self.rundir.path, self.step, self.images, float("nan"), False)
 
-        def start_shard(k: int):
-            """Shard k, from the newest saved state when there is one, else from the start."""
-            handle = shard_actor.remote(initial[k], normalized_runs(specs[k]), cfg.train)
-            if shard_states is not None:
-                ray.get(handle.load_state_dict.remote(shard_states[k]))
-            return handle
+    def _write_layout(self, **counts) -> None:
+        write_json(self.rundir.distributed, {**dataclasses.asdict(self.s), "code_version": code_version(),
+                                             "shard_sizes": [spec.size for spec in self.specs], **counts})
 
-        shards = [start_shard(k) for k in range(len(specs))]
-        gpus = gpu_placement(ray.cluster_resources().get("GPU", 0), cfg.train.device, s.replicas, s.partitions)
+    def _start_shard(self, k: int):
+        """Shard k, from the newest saved state when there is one, else from the start."""
+        import ray
+        handle = ray.remote(num_cpus=0)(ParameterShard).remote(self.initial[k], normalized_runs(self.specs[k]),
+                                                               self.cfg.train)
+        if self.shard_states is not None:
+            ray.get(handle.load_state_dict.remote(self.shard_states[k]))
+        return handle
+
+    def _start_replicas(self) -> list:
+        import ray
+        s = self.s
+        gpus = gpu_placement(ray.cluster_resources().get("GPU", 0), self.cfg.train.device, s.replicas, s.partitions)
         if gpus.replica or gpus.band:
             log.info("GPUs: %s per %s", gpus.replica or gpus.band, "replica" if gpus.replica else "band worker")
-        replica_actor = ray.remote(num_cpus=s.threads, num_gpus=gpus.replica, max_restarts=s.max_restarts)(ReplicaActor)
-        replicas = [replica_actor.remote(shards, cfg, r, s.replicas, specs, s.threads, s.fetch_every, s.push_every,
-                                         streams[r], partitions=s.partitions, gpus=gpus) for r in range(s.replicas)]
-        meta = _weights_metadata(cfg)
+        actor = ray.remote(num_cpus=s.threads, num_gpus=gpus.replica, max_restarts=s.max_restarts)(ReplicaActor)
+        return [actor.remote(self.shards, self.cfg, r, self.specs, self.monitor.initial, self.streams[r], gpus)
+                for r in range(s.replicas)]
 
-        def save():
-            nonlocal shard_states
-            states = ray.get([h.state_dict.remote() for h in shards])
-            shard_states = states
-            for k, spec in enumerate(specs):
-                scatter(model, spec, states[k]["params"])
-            checkpoint.save(self.ckpt_dir, step, model, _NoOptimizer(),
-                            {"images_seen": images, "replica_streams": streams, "shards": states,
-                             "distributed": dataclasses.asdict(s)}, meta)
+    def _save(self) -> None:
+        """A checkpoint of the shards' values and optimizer states, and of the replicas' data positions."""
+        import ray
+        self.shard_states = ray.get([h.state_dict.remote() for h in self.shards])
+        for spec, state in zip(self.specs, self.shard_states):
+            scatter(self.model, spec, state["params"])
+        checkpoint.save(self.rundir.checkpoints, self.step, self.model, _NoOptimizer(),
+                        {"images_seen": self.images, "replica_streams": self.streams, "shards": self.shard_states,
+                         "distributed": dataclasses.asdict(self.s)}, self.meta)
 
-        total = cfg.train.steps
-        restarts, shard_restarts = [0] * s.replicas, [0] * len(shards)
-        replaced: set[str] = set()         # actor ids of the shards restarted so far
-        in_flight: dict = {}
-        bar = tqdm(total=total, initial=step, unit="step", desc=f"train {cfg.preset} x{s.replicas} replicas",
-                   disable=not self.progress, dynamic_ncols=True)
-        start, next_ckpt = time.perf_counter(), (step // cfg.train.checkpoint_every + 1) * cfg.train.checkpoint_every
-        scheduled = step
+    def _submit(self, r: int) -> None:
+        """Give replica r its next chunk of steps, if any are left (and once the warm start is over)."""
+        if self.scheduled >= self.cfg.train.steps or (r > 0 and self.step < self.s.warm_start):
+            return
+        n = min(self.s.chunk, self.cfg.train.steps - self.scheduled)
+        self.scheduled += n
+        self.in_flight[self.replicas[r].run.remote(n)] = (r, n)
 
-        def submit(r):
-            nonlocal scheduled
-            if scheduled >= total or (r > 0 and step < s.warm_start):
-                return
-            n = min(s.chunk, total - scheduled)
-            scheduled += n
-            in_flight[replicas[r].run.remote(n)] = (r, n)
+    def _loop(self, bar) -> None:
+        import ray
+        every = self.cfg.train.checkpoint_every
+        next_ckpt = (self.step // every + 1) * every
+        for r in range(self.s.replicas):
+            self._submit(r)
+        while self.in_flight:
+            ready, _ = ray.wait(list(self.in_flight), num_returns=1)
+            r, n = self.in_flight.pop(ready[0])
+            try:
+                stats = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as err:
+                # Raised inside a live replica: its own error, or an actor it called died.
+                self.scheduled -= n
+                if not isinstance(err.cause, ray.exceptions.RayActorError):
+                    raise CatneuronError(f"replica {r}: {str(err.cause).strip().splitlines()[0]}") from None
+                if not self._restart_dead_shards() and err.cause.actor_id not in self.replaced:
+                    self._lost_band_worker(r)
+                self._submit(r)
+                continue
+            except ray.exceptions.RayActorError as err:
+                self.scheduled -= n
+                self._replica_died(r, err)
+                self._submit(r)
+                continue
+            self._record_chunk(r, stats, bar)
+            if next_ckpt <= self.step < self.cfg.train.steps:
+                self._save()
+                next_ckpt += every
+            self._submit(r)
+            if self.step >= self.s.warm_start:
+                busy = {v[0] for v in self.in_flight.values()}
+                for other in range(self.s.replicas):
+                    if other != r and other not in busy:
+                        self._submit(other)
 
-        for r in range(s.replicas):
-            submit(r)
-        with open(self.run_dir / "metrics.jsonl", "a") as metrics:
-            while in_flight:
-                ready, _ = ray.wait(list(in_flight), num_returns=1)
-                r, n = in_flight.pop(ready[0])
-                try:
-                    stats = ray.get(ready[0])
-                except ray.exceptions.RayTaskError as err:
-                    # Raised inside a live replica: its own error, or an actor it called died.
-                    scheduled -= n
-                    if not isinstance(err.cause, ray.exceptions.RayActorError):
-                        raise CatneuronError(f"replica {r}: {str(err.cause).strip().splitlines()[0]}") from None
-                    dead = _dead(shards)
-                    for k in dead:
-                        shard_restarts[k] += 1
-                        if shard_restarts[k] > s.max_restarts:
-                            raise CatneuronError(f"parameter-server shard {k} died {shard_restarts[k]} times; giving "
-                                                 f"up (continue from the last checkpoint with --resume)") from None
-                        log.warning("parameter-server shard %d died; restarting it from the last checkpoint's state "
-                                    "(restart %d of %d)", k, shard_restarts[k], s.max_restarts)
-                        replaced.add(shards[k]._actor_id.hex())
-                        shards[k] = start_shard(k)
-                        for replica in replicas:       # queued before the replica's next chunk
-                            replica.replace_shard.remote(k, shards[k])
-                        self._log(metrics, {"step": step, "images": images, "event": "parameter shard restarted",
-                                            "shard": k, "restarts": shard_restarts[k]})
-                    if not dead and err.cause.actor_id not in replaced:
-                        # Neither a shard nor (already) replaced: one of the replica's band workers died.
-                        restarts[r] += 1
-                        if restarts[r] > s.max_restarts:
-                            raise CatneuronError(f"replica {r} lost a band worker {restarts[r]} times; giving up") \
-                                from None
-                        ray.kill(replicas[r], no_restart=False)      # restarted with new band workers
-                        if streams[r] is not None:
-                            _call_when_restarted(replicas[r].set_stream, streams[r])
-                    submit(r)
-                    continue
-                except ray.exceptions.RayActorError as err:
-                    restarts[r] += 1
-                    scheduled -= n
-                    log.warning("replica %d died (%s); restart %d of %d", r, type(err).__name__, restarts[r],
-                                s.max_restarts)
-                    if restarts[r] > s.max_restarts:
-                        raise CatneuronError(f"replica {r} died {restarts[r]} times; giving up") from None
-                    if streams[r] is not None:
-                        _call_when_restarted(replicas[r].set_stream, streams[r])
-                    self._log(metrics, {"step": step, "images": images, "event": "replica restarted", "replica": r,
-                                        "restarts": restarts[r]})
-                    submit(r)
-                    continue
-                step += stats["steps"]
-                images += stats["images"]
-                streams[r] = stats["stream"]
-                elapsed = time.perf_counter() - start
-                row = {"step": step, "images": images, "elapsed": round(elapsed, 3), "replica": r,
-                       "loss": float(np.mean(stats["losses"])),
-                       "images_per_s": round(images / max(elapsed, 1e-9), 2) if step else 0.0,
-                       "staleness_mean": float(np.mean(stats["staleness"])) if stats["staleness"] else 0.0,
-                       "staleness_max": int(max(stats["staleness"])) if stats["staleness"] else 0,
-                       "staleness": stats["staleness"], "pulls": stats["pulls"], "pushes": stats["pushes"],
-                       "compute_s": round(stats["compute_s"], 4), "pull_s": round(stats["pull_s"], 4),
-                       "push_s": round(stats["push_s"], 4), "restarts": sum(restarts), "pid": stats["pid"]}
-                for k in range(len(cfg.model.stages)):
-                    row[f"stage{k + 1}/reconstruction"] = float(np.mean([x["reconstruction"][k]
-                                                                         for x in stats["stage_losses"]]))
-                    row[f"stage{k + 1}/sparsity"] = float(np.mean([x["sparsity"][k] for x in stats["stage_losses"]]))
-                self._log(metrics, row)
-                bar.update(stats["steps"])
-                bar.set_postfix(loss=f"{row['loss']:.4g}", stale=f"{row['staleness_mean']:.1f}")
-                if step >= next_ckpt and step < total:
-                    save()
-                    next_ckpt += cfg.train.checkpoint_every
-                submit(r)
-                if step >= s.warm_start:
-                    for other in range(s.replicas):
-                        if other != r and not any(v[0] == other for v in in_flight.values()):
-                            submit(other)
-        bar.close()
-        save()
-        checkpoint.save_weights(model, self.run_dir / "model.safetensors", {**meta, "step": str(step)})
-        counts = ray.get([h.counts.remote() for h in shards])
-        write_json(self.run_dir / "distributed.json", {**dataclasses.asdict(s), "code_version": code_version(),
-                                                        "shard_sizes": [spec.size for spec in specs],
-                                                        "shard_counts": counts, "restarts": restarts,
-                                                        "shard_restarts": shard_restarts})
-        for actor in replicas + shards:
-            ray.kill(actor)
-        return TrainResult(self.run_dir, step, images, float("nan"), False)
+    def _record_chunk(self, r: int, stats: dict, bar) -> None:
+        """A chunk came back: count it and log it as the single-process trainer logs a step."""
+        self.step += stats["steps"]
+        self.images += stats["images"]
+        self.streams[r], self.skipped[r] = stats["stream"], stats["skipped"]
+        staleness = stats["staleness"]
+        elapsed = time.perf_counter() - self.started
+        row = {"step": self.step, "images": self.images, "elapsed": round(elapsed, 3), "replica": r,
+               "loss": float(np.mean(stats["losses"])),
+               "images_per_s": round((self.images - self.images_at_start) / max(elapsed, 1e-9), 2),
+               "staleness_mean": float(np.mean(staleness)) if staleness else 0.0,
+               "staleness_max": int(max(staleness)) if staleness else 0,
+               "staleness": staleness, "pulls": stats["pulls"], "pushes": stats["pushes"],
+               "compute_s": round(stats["compute_s"], 4), "pull_s": round(stats["pull_s"], 4),
+               "push_s": round(stats["push_s"], 4), "restarts": sum(self.restarts), "pid": stats["pid"]}
+        for k in range(len(self.cfg.model.stages)):
+            row[f"stage{k + 1}/reconstruction"] = float(np.mean([x["reconstruction"][k]
+                                                                 for x in stats["stage_losses"]]))
+            row[f"stage{k + 1}/sparsity"] = float(np.mean([x["sparsity"][k] for x in stats["stage_losses"]]))
+        row.update(stats["learning"])
+        self._log(row)
+        bar.update(stats["steps"])
+        bar.set_postfix(loss=f"{row['loss']:.4g}", stale=f"{row['staleness_mean']:.1f}")
 
-    @staticmethod
-    def _log(f, row: dict) -> None:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
+    def _restart_dead_shards(self) -> list[int]:
+        """Restart, from the last checkpoint's state, the parameter-server shards that died; their indices."""
+        dead = _dead(self.shards)
+        for k in dead:
+            self.shard_restarts[k] += 1
+            if self.shard_restarts[k] > self.s.max_restarts:
+                raise CatneuronError(f"parameter-server shard {k} died {self.shard_restarts[k]} times; giving up "
+                                     f"(continue from the last checkpoint with --resume)") from None
+            log.warning("parameter-server shard %d died; restarting it from the last checkpoint's state "
+                        "(restart %d of %d)", k, self.shard_restarts[k], self.s.max_restarts)
+            self.replaced.add(self.shards[k]._actor_id.hex())
+            self.shards[k] = self._start_shard(k)
+            for replica in self.replicas:       # queued before the replica's next chunk
+                replica.replace_shard.remote(k, self.shards[k])
+            self._log({"step": self.step, "images": self.images, "event": "parameter shard restarted", "shard": k,
+                       "restarts": self.shard_restarts[k]})
+        return dead
+
+    def _lost_band_worker(self, r: int) -> None:
+        """Neither a shard died nor was one replaced: one of replica r's band workers did. Ray
+        restarts the replica with new band workers; it continues from its data position."""
+        import ray
+        self.restarts[r] += 1
+        if self.restarts[r] > self.s.max_restarts:
+            raise CatneuronError(f"replica {r} lost a band worker {self.restarts[r]} times; giving up") from None
+        ray.kill(self.replicas[r], no_restart=False)
+        if self.streams[r] is not None:
+            _call_when_restarted(self.replicas[r].set_stream, self.streams[r])
+
+    def _replica_died(self, r: int, err: Exception) -> None:
+        self.restarts[r] += 1
+        log.warning("replica %d died (%s); restart %d of %d", r, type(err).__name__, self.restarts[r],
+                    self.s.max_restarts)
+        if self.restarts[r] > self.s.max_restarts:
+            raise CatneuronError(f"replica {r} died {self.restarts[r]} times; giving up") from None
+        if self.streams[r] is not None:
+            _call_when_restarted(self.replicas[r].set_stream, self.streams[r])
+        self._log({"step": self.step, "images": self.images, "event": "replica restarted", "replica": r,
+                   "restarts": self.restarts[r]})
+
+    def _log(self, row: dict) -> None:
+        self.metrics.write(json.dumps(row) + "\n")
+        self.metrics.flush()
 
 
 def _dead(handles, timeout: float = 30.0) -> list[int]:

@@ -1,7 +1,7 @@
 """A parameter-server shard: its slice of the parameters and the optimizer that steps it
 (train/optim.py, the single-process trainer's: Adagrad as in DistBelief, or Adam, or SGD).
 
-Plain Python, so it runs in-process (tests, the local backend) or as a Ray actor. Replicas push
+Plain Python, so it runs in-process (tests) or as a Ray actor. Replicas push
 gradients computed on parameters they fetched at some version; the shard applies each push at
 once (asynchronous SGD: no waiting for the other replicas) and counts how many updates happened
 between that fetch and the push (the staleness).

@@ -7,8 +7,9 @@ import torch
 from catneuron import config as C
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.train.distributed.params import gather, partition, scatter
-from catneuron.train.distributed.replica import LocalShards, Replica
+from catneuron.train.distributed.replica import Replica
 from catneuron.train.distributed.server import ParameterShard, normalized_runs
+from catneuron.train.monitor import LearningMonitor
 from catneuron.train.optim import make_optimizer
 from catneuron.train.trainer import train_step
 from tests.data.helpers import random_images, write_shards
@@ -76,15 +77,38 @@ def test_a_shard_steps_as_the_single_process_trainer_does(optimizer, settings):
     np.testing.assert_allclose(again.pull()[1], shards[0].pull()[1], rtol=1e-6)
 
 
-def test_replicas_fetch_and_push_every_p_and_g_steps_and_lower_the_objective(tmp_path):
+class InProcessShards:
+    """The shards as a replica sees them (under Ray, RayShards), called one after the other."""
+
+    def __init__(self, shards):
+        self.shards = shards
+
+    def pull(self):
+        return [s.pull() for s in self.shards]
+
+    def push(self, grads, versions, steps):
+        return [s.push(g, v, steps) for s, g, v in zip(self.shards, grads, versions)]
+
+
+@pytest.fixture
+def keep_threads():
+    """A replica sets its process's thread count (distributed.threads); give the others theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_replicas_fetch_and_push_every_p_and_g_steps_and_lower_the_objective(tmp_path, keep_threads):
     write_shards(tmp_path / "data" / "set", random_images(80, size=24), per_shard=20)
-    cfg = C.preset("tiny")
+    cfg = C.apply_overrides(C.preset("tiny"), ["distributed.fetch_every=3",
+                                               "distributed.push_every=2", "distributed.replicas=2"])
     cfg.data.train = [str(tmp_path / "data")]
     model = _model()
+    monitor = LearningMonitor.of(model)
     specs = partition(model, 2)
     shards = [ParameterShard(gather(model, s), normalized_runs(s), cfg.train) for s in specs]
-    local = LocalShards(shards)
-    replicas = [Replica(cfg, r, 2, specs, threads=0, fetch_every=3, push_every=2) for r in range(2)]
+    local = InProcessShards(shards)
+    replicas = [Replica(cfg, r, specs, monitor.initial) for r in range(2)]
     first = last = None
     for _ in range(4):
         for rep in replicas:
@@ -94,3 +118,7 @@ def test_replicas_fetch_and_push_every_p_and_g_steps_and_lower_the_objective(tmp
             last = stats.losses[-1]
     assert all(s.counts() == {"version": 24, "pushes": 24, "pulls": 16} for s in shards)
     assert last < 0.7 * first
+    # the learning measures, against the shards' initialization: the filters moved from it
+    for k in range(1, len(cfg.model.stages) + 1):
+        assert 0 < stats.learning[f"stage{k}/from_init"] < 1
+        assert {f"stage{k}/structure", f"stage{k}/kurtosis"} <= set(stats.learning)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
 
 from catneuron import config as C  # noqa: E402
 from catneuron.config import DistributedConfig  # noqa: E402
@@ -46,6 +47,14 @@ def test_async_training_lowers_the_objective_and_honours_p_and_g(local_ray, data
     assert [c["pushes"] for c in info["shard_counts"]] == [16, 16, 16]
     assert all(s >= 0 for r in rows for s in r["staleness"])
     assert (tmp_path / "run" / "model.safetensors").exists()
+    # logged as the single-process trainer logs: the initialization's row, then learning per chunk
+    first = _rows(tmp_path / "run")[0]
+    assert first["step"] == 0 and first["stage1/from_init"] == 0
+    assert all(0 < r["stage1/from_init"] and "stage2/kurtosis" in r for r in rows)
+    assert rows[-1]["stage1/from_init"] > rows[0]["stage1/from_init"]
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [s["start_step"] for s in record["sessions"]] == [0]
+    assert record["data"][0]["file_count"] == 8 and record["sessions"][0]["skipped_count"] == 0
 
 
 def _run_and_kill(trainer, run, pick_pid) -> tuple:
@@ -146,6 +155,8 @@ def test_resume_after_the_whole_job_is_killed(local_ray, data, tmp_path):
     result = DistributedTrainer(_cfg(data, 60, settings), tmp_path / "run", resume=True, progress=False).run()
     steps = [r["step"] for r in _rows(tmp_path / "run") if "loss" in r]
     assert result.step == 60 and steps[-1] == 60 and max(steps[:-1]) < 60
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [s["start_step"] for s in record["sessions"]] == [0, 40]
     # the layout is a setting like any other: config.json keeps it, a resume may not change it
     saved = C.load_file(tmp_path / "run" / "config.json")
     assert saved.distributed == settings

@@ -18,6 +18,8 @@ from catneuron.probe.run import probe
 from catneuron.train.trainer import Trainer
 from tests.data.helpers import random_images, write_shards
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("flask")
 
 
@@ -25,7 +27,7 @@ pytest.importorskip("flask")
 def server(tmp_path_factory, datasets):
     from werkzeug.serving import make_server
 
-    from catneuron.explore import RunView, create_app
+    from catneuron.probe.explore import RunView, create_app
     root = tmp_path_factory.mktemp("explore")
     write_shards(root / "data" / "set", random_images(60, size=24), per_shard=30)
     cfg = C.preset("tiny")
@@ -52,35 +54,46 @@ def _get(url):
         return err.code, err.read()
 
 
-def _units(page: str):
-    """(candidate, stage, sublayer, accuracy, auc) rows of the unit table."""
-    return [(int(c), int(s), k, float(a), float(u)) for c, s, k, a, u in re.findall(
-        r"<tr><td><a href='/unit/[^']+/(\d+)'>\d+</a></td><td>(\d+)</td><td>(\w+)</td><td>\d+</td><td>\(\d+,\d+\)</td>"
-        r"<td>([\d.]+)</td><td>([\d.]+)</td><td>[\d.]*</td></tr>", page)]
+def test_the_unit_table_lists_filters_and_sorts_the_probes_scores(server):
+    from catneuron.probe.explore import RunView, UnitFilter
+    _, run = server
+    view = RunView(run)
+    table = view.unit_table("faces", "trained-whole", UnitFilter())
+    rows = table.rows
+    assert len(rows) == 100 and table.matched == view.results["tasks"]["faces"]["detectors"]["trained-whole"][
+        "candidates"]
+    assert [r.accuracy for r in rows] == sorted((r.accuracy for r in rows), reverse=True)
+    best = json.loads((run / "probe" / "results.json").read_text())["tasks"]["faces"]["detectors"]["trained-whole"]
+    assert rows[0].accuracy == pytest.approx(best["paper"]["accuracy"], abs=5e-4)   # the paper's best unit on top
+    from catneuron.nn.structure import spectral_concentration
+    from catneuron.train.checkpoint import load_model
+    model, _ = load_model(run)
+    det = view.detectors("trained-whole")
+    for r in rows[:20]:                  # each row names the unit the candidate number reads
+        where = det.describe(r.candidate)
+        assert (where["stage"], where["sublayer"], where["map"], where["i"], where["j"]) == (
+            r.stage, r.sublayer, r.map, r.i, r.j)
+        if r.sublayer == "filter":       # the structure of its own filter, against its weights
+            weight = model.stages[r.stage - 1].encoder.weight.detach()[r.i, r.j, r.map]
+            assert r.structure == pytest.approx(float(spectral_concentration(weight)), abs=1e-5)
+        else:
+            assert r.structure is None
+    pools = view.unit_table("bodies", "random-whole", UnitFilter.from_args(
+        {"stage": "3", "sublayer": "pool", "sort": "auc", "limit": "7"})).rows
+    assert len(pools) == 7 and all((r.stage, r.sublayer) == (3, "pool") for r in pools)
+    assert [r.auc for r in pools] == sorted((r.auc for r in pools), reverse=True)
+    with pytest.raises(ValueError, match="map = 'x': expected a whole number"):
+        UnitFilter.from_args({"map": "x"})
 
 
-def test_overview_shows_table_1_and_a_sortable_filterable_unit_table(server):
-    base, run = server
+def test_overview_shows_table_1_and_the_unit_table(server):
+    base, _ = server
     status, body = _get(base + "/")
     page = body.decode()
     assert status == 200 and "faces: best single detectors" in page and "same architecture, random weights" in page
-    rows = _units(page)
-    assert len(rows) == 100 and [r[3] for r in rows] == sorted((r[3] for r in rows), reverse=True)
-    best = json.loads((run / "probe" / "results.json").read_text())["tasks"]["faces"]["detectors"]["trained-whole"]
-    assert rows[0][3] == pytest.approx(100 * best["paper"]["accuracy"], abs=0.051)   # the paper's best unit on top
-    from catneuron.nn.structure import spectral_concentration
-    filters = re.findall(r"<td>(\d)</td><td>filter</td><td>(\d+)</td><td>\((\d+),(\d+)\)</td><td>[\d.]+</td>"
-                         r"<td>[\d.]+</td><td>([\d.]+)</td>", page)
-    assert filters                       # the structure of a listed filtering unit, against its weights
-    from catneuron.train.checkpoint import load_model
-    model, _ = load_model(run)
-    stage, m, i, j, shown = filters[0]
-    weight = model.stages[int(stage) - 1].encoder.weight.detach()[int(i), int(j), int(m)]
-    assert float(shown) == pytest.approx(float(spectral_concentration(weight)), abs=0.006)
-    status, body = _get(base + "/?task=bodies&set=random-whole&stage=3&sublayer=pool&sort=auc")
-    rows = _units(body.decode())
-    assert status == 200 and rows and all(r[1] == 3 and r[2] == "pool" for r in rows)
-    assert [r[4] for r in rows] == sorted((r[4] for r in rows), reverse=True)
+    assert len(re.findall(r"<tr><td><a href='/unit/faces/trained-whole/\d+'>", page)) == 100
+    status, body = _get(base + "/?task=bodies&set=random-whole&stage=3&sublayer=pool&sort=auc&limit=5")
+    assert status == 200 and len(re.findall(r"<td>3</td><td>pool</td>", body.decode())) == 5
 
 
 def test_a_unit_page_shows_its_scores_everywhere_and_its_pictures(server):
@@ -90,7 +103,7 @@ def test_a_unit_page_shows_its_scores_everywhere_and_its_pictures(server):
     assert status == 200 and "unit 7: stage1/filter map 0 at (0,7)" in page
     assert len(re.findall(r"<tr><td style=text-align:left>(faces|bodies)</td>", page)) == 4   # 2 sets x 2 tasks
     assert "<a href='/unit/bodies/random-whole/7'>random-whole</a>" in page    # the same unit elsewhere
-    from catneuron.explore import PICTURES
+    from catneuron.probe.explore import PICTURES
     assert all(f"{p}: computing…" in page for p in PICTURES)        # until each picture arrives
     for what in PICTURES:
         status, png = _get(f"{base}/unit/faces/trained-whole/7/{what}.png")
@@ -100,7 +113,7 @@ def test_a_unit_page_shows_its_scores_everywhere_and_its_pictures(server):
 
 
 def test_pictures_are_cached_per_results_and_weights(server):
-    from catneuron.explore import RunView
+    from catneuron.probe.explore import RunView
     _, run = server
     results = run / "probe" / "results.json"
     first = RunView(run).cache
@@ -119,6 +132,7 @@ def test_pictures_are_cached_per_results_and_weights(server):
     ("/unit/faces/linear/1", "no network detector set &#x27;linear&#x27;"),
     ("/unit/faces/trained-whole/1/nothing.png", "no picture"),
     ("/?task=nothing", "no test set &#x27;nothing&#x27;"),
+    ("/?task=faces&map=x", "map = &#x27;x&#x27;: expected a whole number"),
     ("/no/such/page", "no such page"),
 ])
 def test_bad_input_gets_a_clear_page(server, path, message):
@@ -136,7 +150,7 @@ def test_requests_for_another_host_are_refused(server):
 
 
 def test_an_unprobed_run_is_one_clear_error(tmp_path):
-    from catneuron.explore import RunView
+    from catneuron.probe.explore import RunView
     with pytest.raises(CatneuronError, match="probe/results.json: not found; run `catneuron probe"):
         RunView(tmp_path)
 
