@@ -82,8 +82,9 @@ def test_the_unit_table_lists_filters_and_sorts_the_probes_scores(server):
         {"stage": "3", "sublayer": "pool", "sort": "auc", "limit": "7"})).rows
     assert len(pools) == 7 and all((r.stage, r.sublayer) == (3, "pool") for r in pools)
     assert [r.auc for r in pools] == sorted((r.auc for r in pools), reverse=True)
-    with pytest.raises(ValueError, match="map = 'x': expected a whole number"):
-        UnitFilter.from_args({"map": "x"})
+    for bad in ("x", "-3"):
+        with pytest.raises(ValueError, match=f"map = '{bad}': expected a whole number >= 0"):
+            UnitFilter.from_args({"map": bad})
 
 
 def test_overview_shows_table_1_and_the_unit_table(server):
@@ -132,7 +133,8 @@ def test_pictures_are_cached_per_results_and_weights(server):
     ("/unit/faces/linear/1", "no network detector set &#x27;linear&#x27;"),
     ("/unit/faces/trained-whole/1/nothing.png", "no picture"),
     ("/?task=nothing", "no test set &#x27;nothing&#x27;"),
-    ("/?task=faces&map=x", "map = &#x27;x&#x27;: expected a whole number"),
+    ("/?task=faces&map=x", "map = &#x27;x&#x27;: expected a whole number &gt;= 0"),
+    ("/?task=faces&limit=-5", "limit = &#x27;-5&#x27;: expected a whole number &gt;= 0"),
     ("/no/such/page", "no such page"),
 ])
 def test_bad_input_gets_a_clear_page(server, path, message):

@@ -35,9 +35,12 @@ class UnitFilter:
         def number(name):
             text = args.get(name, "").strip()
             try:
-                return int(text) if text else None
+                value = int(text) if text else None
             except ValueError:
-                raise ValueError(f"{name} = {text!r}: expected a whole number") from None
+                value = -1
+            if value is not None and value < 0:
+                raise ValueError(f"{name} = {text!r}: expected a whole number >= 0")
+            return value
         return cls(number("stage"), args.get("sublayer", "").strip() or None, number("map"), number("i"),
                    number("j"), "auc" if args.get("sort") == "auc" else "accuracy", number("limit") or 100)
 
