@@ -57,6 +57,19 @@ class SetKey:
         return cls(source, rest or None)
 
 
+@dataclass(frozen=True)
+class UnitAddress:
+    """Where a network unit is: its stage (from 1), sublayer (filter, pool, lcn, sigmoid), map and
+    (i, j) in that sublayer's grid; `placement`: which of its detector set's image placements
+    (field mode; 0 in whole mode). What the explorer's and the report's unit names say."""
+    stage: int
+    sublayer: str
+    map: int
+    i: int
+    j: int
+    placement: int = 0
+
+
 def addresses(groups: list[Sublayer], candidates) -> dict[str, np.ndarray]:
     """Candidate numbers (an array) -> where their units are, as arrays: `stage`, `sublayer` (kind),
     `map`, `i`, `j` (in the sublayer's grid), `placement` (index), `unit` (within a placement) and
@@ -133,17 +146,34 @@ class NetworkDetectors:
         placement, unit = divmod(int(candidate), self.units)
         return unit, placement
 
+    def address(self, candidate: int) -> UnitAddress:
+        if not 0 <= candidate < self.candidates:
+            raise IndexError(f"candidate {candidate}: this detector set has 0 to {self.candidates - 1}")
+        where = addresses(self.groups, [candidate])
+        return UnitAddress(*(int(where[k][0]) if k != "sublayer" else where[k][0]
+                             for k in ("stage", "sublayer", "map", "i", "j", "placement")))
+
+    def candidate_at(self, address: UnitAddress) -> int:
+        """The candidate of the unit at `address`: `address`'s inverse."""
+        a, start = address, 0
+        for g in self.groups:
+            if (g.stage, g.kind) == (a.stage, a.sublayer):
+                if not (0 <= a.map < g.maps and 0 <= a.i < g.size and 0 <= a.j < g.size
+                        and 0 <= a.placement < len(self.positions)):
+                    raise IndexError(f"{address}: outside {g.name} ({g.maps} maps of {g.size}x{g.size}) or its "
+                                     f"{len(self.positions)} placements")
+                return self.candidate(start + (a.map * g.size + a.i) * g.size + a.j, a.placement)
+            start += g.units
+        raise IndexError(f"{address}: no sublayer {a.sublayer} at stage {a.stage}")
+
     def describe(self, index: int) -> dict:
-        if not 0 <= index < self.candidates:
-            raise IndexError(index)
-        where = addresses(self.groups, [index])
-        g = self.groups[int(where["group"][0])]
-        m, i, j, unit, placement = (int(where[k][0]) for k in ("map", "i", "j", "unit", "placement"))
-        y, x = self.positions[placement]
+        a = self.address(index)
+        g = next(g for g in self.groups if (g.stage, g.kind) == (a.stage, a.sublayer))
+        y, x = self.positions[a.placement]
         image = f", image at ({y},{x})" if self.mode == "field" else ""
-        return {"detector": f"{g.name} map {m} at ({i},{j}){image}",
-                "group": g.name, "stage": g.stage, "sublayer": g.kind, "map": m, "i": i, "j": j,
-                "field": g.field, "placement": [y, x], "unit": unit}
+        return {"detector": f"{g.name} map {a.map} at ({a.i},{a.j}){image}",
+                "group": g.name, "stage": g.stage, "sublayer": g.kind, "map": a.map, "i": a.i, "j": a.j,
+                "field": g.field, "placement": [y, x], "unit": self.locate(index)[0]}
 
     def group_ranges(self) -> dict[str, list[tuple[int, int]]]:
         """Candidate index ranges of each group (one per placement)."""

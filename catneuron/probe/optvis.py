@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from catneuron.probe.detectors import NetworkDetectors
+from catneuron.probe.detectors import NetworkDetectors, UnitAddress
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -62,17 +62,16 @@ def _sublayer(det: NetworkDetectors, stage: int, sublayer: str, x: torch.Tensor)
     return det.model.stages[stage - 1].sublayer(h, sublayer)
 
 
-def neuron(det: NetworkDetectors, stage: int, sublayer: str, m: int, i: int, j: int) -> Objective:
-    """The response of the unit at an address (lucent's neuron(layer, channel, x, y)): map m of a
-    stage's sublayer (filter, pool, lcn, sigmoid), at (i, j) in that sublayer's grid."""
-    return Objective(lambda x: _sublayer(det, stage, sublayer, x)[:, m, i, j], f"stage{stage}/{sublayer} map {m} "
-                                                                              f"at ({i},{j})")
+def neuron(det: NetworkDetectors, a: UnitAddress) -> Objective:
+    """The response of the unit at an address (lucent's neuron(layer, channel, x, y)); the
+    objective sees the network's input, so the address's placement plays no part."""
+    return Objective(lambda x: _sublayer(det, a.stage, a.sublayer, x)[:, a.map, a.i, a.j],
+                     f"stage{a.stage}/{a.sublayer} map {a.map} at ({a.i},{a.j})")
 
 
 def unit(det: NetworkDetectors, candidate: int) -> Objective:
     """The response of one candidate neuron (as NetworkDetectors numbers them)."""
-    info = det.describe(candidate)
-    return neuron(det, info["stage"], info["sublayer"], info["map"], info["i"], info["j"])
+    return neuron(det, det.address(candidate))
 
 
 def channel(det: NetworkDetectors, stage: int, sublayer: str, m: int) -> Objective:

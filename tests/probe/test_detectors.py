@@ -46,6 +46,13 @@ def test_candidates_name_the_unit_they_read(kind):
         assert [table[k][candidate] for k in ("stage", "sublayer", "map", "i", "j", "unit")] == [
             info[k] for k in ("stage", "sublayer", "map", "i", "j", "unit")]
         assert det.positions[table["placement"][candidate]] == tuple(info["placement"])
+    # an address names one candidate and back, for every candidate
+    assert [det.candidate_at(det.address(c)) for c in every] == list(every)
+    from catneuron.probe.detectors import UnitAddress
+    for bad in (UnitAddress(1, "pool", 99, 0, 0), UnitAddress(2, "filter", 0, 0, 0, placement=4),
+                UnitAddress(9, "pool", 0, 0, 0)):
+        with pytest.raises(IndexError, match=str(bad).replace("(", r"\(").replace(")", r"\)")):
+            det.candidate_at(bad)
 
 
 def test_field_mode_lands_exactly_on_the_field_of_a_top_unit():

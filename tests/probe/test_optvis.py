@@ -5,7 +5,7 @@ import torch
 
 from catneuron import config as C
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
-from catneuron.probe.detectors import NetworkDetectors
+from catneuron.probe.detectors import NetworkDetectors, UnitAddress
 from catneuron.probe.optvis import blur, channel, input_norm, jitter, neuron, optimal_stimulus, unit
 from tests.data.helpers import random_images
 
@@ -35,9 +35,8 @@ def test_objectives_compose_and_a_channel_objective_is_raised():
     a, b = unit(det, 10), unit(det, det.units - 3)
     torch.testing.assert_close((a - 0.5 * b)(x), a(x) - 0.5 * b(x))
     torch.testing.assert_close((-a)(x), -a(x))
-    torch.testing.assert_close(neuron(det, 1, "pool", 2, 3, 4)(x), model(x)[0].pooled[:, 2, 3, 4])
-    info = det.describe(det.units - 3)               # a candidate is the unit at its address
-    torch.testing.assert_close(b(x), neuron(det, info["stage"], info["sublayer"], info["map"], info["i"], info["j"])(x))
+    torch.testing.assert_close(neuron(det, UnitAddress(1, "pool", 2, 3, 4))(x), model(x)[0].pooled[:, 2, 3, 4])
+    torch.testing.assert_close(b(x), neuron(det, det.address(det.units - 3))(x))   # a candidate is its address
     mean_map = channel(det, 1, "pool", 2)
     torch.testing.assert_close(mean_map(x), model(x)[0].pooled[:, 2].flatten(1).mean(1))
     opt = optimal_stimulus(mean_map, (3, 20, 20), steps=20, seed=0, norm=20.0)
