@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 
-from catneuron.rundir import RunDir
 from catneuron.cli.common import DEVICE_HELP, config_args, device, integer, pairs, progress_arg, run_config, \
     saved_config
+from catneuron.rundir import RunDir
 
 
 def add_probe(sub) -> None:

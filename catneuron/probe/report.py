@@ -69,8 +69,9 @@ def table_rows(task: dict) -> list[tuple[str, str, dict | None, dict | None]]:
     add("best first-layer neuron", "first layer", trained, group_prefix="stage1/")
     add("best neuron", "best neuron", trained)
     for key, d in dets.items():
-        if SetKey.parse(key).source == "compare":
-            name = SetKey.parse(key).name
+        which = SetKey.parse(key)
+        if which.source == "compare":
+            name = which.name
             ref = {"nolcn": "without LCN", "control": "control corpus", "sigmoid": "sigmoid autoencoder"}.get(name, "")
             rows.append((f"best neuron, {d['label']}", ref, d["paper"], d["heldout"]))
     add(dets.get("kmeans", {}).get("label", "K-means"), "k-means", ["kmeans"])

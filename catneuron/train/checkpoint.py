@@ -174,8 +174,8 @@ def weights_file(path: str | Path) -> Path:
     and was stopped (then its newest checkpoint's, which is later); or the file itself."""
     path = Path(path)
     if path.is_dir():
-        final = RunDir(path).weights
-        newest = latest(RunDir(path).checkpoints)
+        run = RunDir(path)
+        final, newest = run.weights, latest(run.checkpoints)
         if newest is None:
             path = final
         elif not final.exists() or int(read_metadata(final).get("step", -1)) < int(newest.name[len(PREFIX):]):
