@@ -5,6 +5,10 @@ system C++ compiler. Libraries are cached per source, compiler flags and CPU (th
 -march=native, so a cache shared between different machines must not mix them). When no compiler
 is available or a build fails, `load` returns None after one warning and callers use their
 PyTorch path.
+
+Not torch.utils.cpp_extension.load: it builds a Python extension module against libtorch
+(pybind11, ninja, a compiler matching PyTorch's ABI, most of a minute per build); these kernels take
+raw pointers through ctypes and need none of it.
 """
 from __future__ import annotations
 

@@ -81,8 +81,19 @@ class RunDir:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the run directory's lock for the block. The lock is the kernel's (flock): it is
-        released when the process ends however it ends, so a killed training never leaves it held."""
+        released when the process ends however it ends, so a killed training never leaves it held.
+        A directory this call made and nothing but the lock went into (the training failed before
+        writing: bad data, no such device) is removed again."""
+        made = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            yield from self._flocked()
+        finally:
+            if made and {p.name for p in self.path.iterdir()} <= {".lock"}:
+                (self.path / ".lock").unlink(missing_ok=True)
+                self.path.rmdir()
+
+    def _flocked(self) -> Iterator[None]:
         if fcntl is None:
             yield
             return

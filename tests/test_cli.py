@@ -204,8 +204,9 @@ def test_a_trained_runs_network_and_settings_are_its_own(tmp_path, capsys):
     dropped by the probe, and `classify train RUN --init random` built the small preset's network."""
     out = _tiny_run(tmp_path)
     capsys.readouterr()
-    assert main(["probe", str(out), "--preset", "small"]) == 2
-    assert _error_line(capsys).startswith(f"catneuron: error: --preset small: {out} keeps the settings it was trained")
+    with pytest.raises(SystemExit):                     # a run's commands take no preset at all
+        main(["probe", str(out), "--preset", "small"])
+    assert "unrecognized arguments: --preset small" in _error_line(capsys)
     assert main(["visualize", str(out), "--set", "model.sparsity=3"]) == 2
     assert _error_line(capsys) == (f"catneuron: error: model.sparsity is 3.0 but {out} was trained with 0.1; a trained "
                                    f"network's settings cannot change (train a new run to change them)")
@@ -275,3 +276,33 @@ def test_help_and_info_do_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.stdout.split() == ["False", "False"], proc.stderr
+
+
+def test_a_mistyped_choice_is_one_line_that_says_what_was_meant(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--preset", "tinny"])
+    assert stop.value.code == 2
+    line = _error_line(capsys)
+    assert line.startswith("catneuron train: error: argument --preset: invalid choice: 'tinny'")
+    assert line.endswith("; did you mean tiny? (see catneuron train --help)")
+
+
+def test_config_show_lists_every_setting_with_its_meaning_and_what_differs(tmp_path, capsys):
+    from catneuron import config as C
+    assert main(["config", "show", "--preset", "small", "--set", "train.lr=0.01"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    keys = [line.split(" = ")[0] for line in lines if " = " in line]
+    flat = C.preset("small").to_dict()
+    want = ["preset"] + [f"{section}.{key}" for section in ("model", "data", "train", "probe", "classify", "distributed")
+                         for key in flat[section] if key != "stages"]
+    want += [f"model.stages.{k}.{key}" for k, stage in enumerate(flat["model"]["stages"]) for key in stage]
+    assert sorted(keys) == sorted(want)
+    lr = next(line for line in lines if line.startswith("train.lr = "))
+    assert lr.startswith(f"train.lr = 0.01  (preset small: {C.preset('small').train.lr})") and "Adagrad" in lr
+    assert main(["config", "show", "--preset", "small", "--changed", "--set", "model.stages.*.maps=4"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("model.stages.0.maps = 4  (preset small: 8)")
+
+
+def test_every_setting_has_a_meaning_in_the_schema():
+    from catneuron.config.meanings import meanings
+    assert [key for key, text in meanings().items() if not text] == []

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from catneuron.data.images import IMAGE_SUFFIXES, decode, fit_inside
 from catneuron.data.sources import data_root, images_under, iter_records, resolve_all
 from catneuron.errors import DataError
+from catneuron.progress import progress as progress_bar
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _decode_all(groups: dict[str, list], classes: list[str], size: int, channels
     """groups: class -> [(bytes or path, origin)] -> LabeledSet; unreadable images are skipped."""
     images, labels, origins = [], [], []
     total = sum(len(v) for v in groups.values())
-    with tqdm(total=total, desc=f"decode {what}", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+    with progress_bar(total=total, desc=f"decode {what}", unit="img", enabled=progress) as bar:
         for label, name in enumerate(classes):
             for data, origin in groups[name]:
                 bar.update()

@@ -9,14 +9,12 @@ the paper's choice) or with a softmax.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from catneuron.data.images import decode, fit_inside
+from catneuron.data.images import fit_inside
+from catneuron.data.inputs import as_batch
 from catneuron.data.preprocess import to_tensor
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 
@@ -60,27 +58,25 @@ class Classifier(nn.Module):
 
     @torch.no_grad()
     def predict(self, images, batch_size: int = 100) -> list[str]:
-        """Class names for images: uint8 (N, H, W, C) arrays, PIL images or image file paths."""
+        """Class names for images (an image path, a PIL image, an array or tensor, or a list or batch
+        of them: catneuron.data.inputs)."""
         scores = self.scores(images, batch_size)
         return [self.classes[i] for i in scores.argmax(1).tolist()]
 
     @torch.no_grad()
+    def predict_proba(self, images, batch_size: int = 100) -> torch.Tensor:
+        """(N, classes) probabilities, columns in `classes` order: softmax for a softmax classifier;
+        for one-vs-all, each class's own logistic probability against the rest (rows need not sum to 1)."""
+        scores = self.scores(images, batch_size)
+        return scores.softmax(1) if self.loss_kind == "softmax" else scores.sigmoid()
+
+    @torch.no_grad()
     def scores(self, images, batch_size: int = 100) -> torch.Tensor:
+        """(N, classes) logits."""
         self.eval()
-        batch = as_batch(images, self.input_size, self.channels)
+        # Whole images, letterboxed: how the classification tasks' images were prepared.
+        batch = as_batch(images, self.input_size, self.channels, fit=fit_inside)
         device = self.head.weight.device
         out = [self(to_tensor(batch[i:i + batch_size], self.preprocess, device)).cpu()
                for i in range(0, len(batch), batch_size)]
         return torch.cat(out) if out else torch.zeros(0, len(self.classes))
-
-
-def as_batch(images, size: int, channels: int) -> np.ndarray:
-    """uint8 (N, size, size, C) from an array batch, or a list of arrays / PIL images / paths."""
-    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1:] == (size, size, channels):
-        return images
-    out = []
-    for item in images:
-        if isinstance(item, (str, Path)):
-            item = decode(Path(item).read_bytes(), str(item))
-        out.append(fit_inside(item, size, channels))
-    return np.stack(out) if out else np.zeros((0, size, size, channels), np.uint8)

@@ -5,13 +5,13 @@ import math
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from catneuron.classify.datasets import LabeledSet
 from catneuron.classify.model import Classifier
 from catneuron.config import ClassifyConfig
 from catneuron.data.preprocess import to_tensor
 from catneuron.errors import CatneuronError
+from catneuron.progress import progress as progress_bar
 
 
 def _device(clf: Classifier) -> torch.device:
@@ -22,8 +22,7 @@ def _device(clf: Classifier) -> torch.device:
 def raw_features(clf: Classifier, data: LabeledSet, batch_size: int, progress: bool, desc: str) -> torch.Tensor:
     clf.eval()
     out = []
-    for i in tqdm(range(0, len(data), batch_size), desc=desc, unit="batch", disable=not progress,
-                  dynamic_ncols=True):
+    for i in progress_bar(range(0, len(data), batch_size), desc=desc, unit="batch", enabled=progress):
         out.append(clf.raw_features(to_tensor(data.images[i:i + batch_size], clf.preprocess, _device(clf))))
     return torch.cat(out)
 
@@ -46,8 +45,7 @@ def fit_head(clf: Classifier, data: LabeledSet, cfg: ClassifyConfig, progress: b
     opt = torch.optim.Adam(clf.head.parameters(), lr=cfg.head_lr, weight_decay=cfg.l2)
     gen = torch.Generator().manual_seed(cfg.seed)
     losses = []
-    for _ in tqdm(range(cfg.head_epochs), desc="classifiers", unit="epoch", disable=not progress,
-                  dynamic_ncols=True):
+    for _ in progress_bar(range(cfg.head_epochs), desc="classifiers", unit="epoch", enabled=progress):
         total = 0.0
         for idx in torch.randperm(len(labels), generator=gen).split(cfg.batch_size):
             loss = clf.loss(clf.head(feats[idx]), labels[idx])
@@ -65,8 +63,7 @@ def finetune(clf: Classifier, data: LabeledSet, cfg: ClassifyConfig, progress: b
     opt = torch.optim.Adam(params, lr=cfg.finetune_lr, weight_decay=cfg.l2)
     rng = np.random.default_rng(cfg.seed + 1)
     losses = []
-    bar = tqdm(total=cfg.finetune_epochs * len(data), desc="fine-tune", unit="img", disable=not progress,
-               dynamic_ncols=True)
+    bar = progress_bar(total=cfg.finetune_epochs * len(data), desc="fine-tune", unit="img", enabled=progress)
     for _ in range(cfg.finetune_epochs):
         clf.train()
         total = 0.0

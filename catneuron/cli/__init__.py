@@ -14,17 +14,34 @@ import logging
 import signal
 import sys
 
-from catneuron.cli import classify, data, info, probe, train
-from catneuron.cli.common import ConfigPrinted
+from catneuron.cli import classify, config, data, info, probe, train
+from catneuron.cli.common import ConfigPrinted, Parser
 from catneuron.errors import CatneuronError
+
+DESCRIPTION = """Train the deep sparse autoencoder of Le et al., ICML 2012 ("the cat neuron") on
+unlabeled images, find the single neurons that became face, cat or body detectors, see them, and
+reuse the features."""
+
+EXAMPLES = """examples:
+  catneuron demo                                          the whole pipeline on the default data (~30 min)
+  catneuron train --preset small --data my-images/ --out runs/mine
+  catneuron train --resume --out runs/mine                continue after Ctrl-C
+  catneuron probe runs/mine --compare control=runs/ctrl   which units detect faces, against the baselines
+  catneuron visualize runs/mine && catneuron report runs/mine
+  catneuron explore runs/mine                             browse every unit in the browser
+  catneuron config show --preset small                    every setting, its value and meaning
+
+A command's own help: catneuron COMMAND --help. Python: docs/python.md."""
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="catneuron", description=__doc__.splitlines()[0])
+    p = Parser(prog="catneuron", description=DESCRIPTION, epilog=EXAMPLES,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
-    for add in (info.add_info, train.add_train, train.add_bench, data.add_data, probe.add_probe,
-                probe.add_visualize, probe.add_explore, classify.add_classify, probe.add_report, train.add_demo):
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (train.add_demo, train.add_train, probe.add_probe, probe.add_visualize, probe.add_report,
+                probe.add_explore, classify.add_classify, data.add_data, config.add_config, info.add_info,
+                train.add_bench):
         add(sub)
     return p
 

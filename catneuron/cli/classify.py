@@ -30,8 +30,8 @@ def add_classify(sub) -> None:
 
     p = group.add_parser("compare", help="the paper's table: pretrained vs random init vs raw pixels, frozen and "
                                          "fine-tuned")
-    config_args(p, "small")
-    p.add_argument("run")
+    config_args(p, None)
+    p.add_argument("run", help="run directory of the trained network")
     p.add_argument("--task", required=True, help=TASK_HELP)
     p.add_argument("--out", required=True, help="directory for results.json, table.md and the classifiers")
     p.add_argument("--device", help=DEVICE_HELP)
@@ -61,7 +61,7 @@ def cmd_train(args) -> None:
     data = load_task(args.task, m.input_size, m.channels, cfg.data.root, c.per_class, c.seed, not args.no_progress)
     train, val = data.halves(c.seed)
     result = train_one(args.init, args.run, cfg, train, val, Path(args.out),
-                       {"run": args.run, "task": args.task, "train_images": len(train), "validation_images": len(val)},
+                       {"run": str(Path(args.run).resolve()) if args.run else None, "task": args.task, "train_images": len(train), "validation_images": len(val)},
                        progress=not args.no_progress)
     tuned = f", fine-tuned {100 * result['finetuned']:.2f} %" if "finetuned" in result else ""
     print(f"{args.task}: {len(data.classes)} classes; validation top-1 frozen {100 * result['frozen']:.2f} %{tuned}")
@@ -79,11 +79,12 @@ def cmd_compare(args) -> None:
 
 def cmd_predict(args) -> None:
     import numpy as np
-    from tqdm import tqdm
 
     from catneuron import load
-    from catneuron.classify.model import as_batch
+    from catneuron.data.images import fit_inside
+    from catneuron.data.inputs import as_batch
     from catneuron.files import check_file_target, replacing
+    from catneuron.progress import progress as progress_bar
     from catneuron.data.images import IMAGE_SUFFIXES
     from catneuron.data.sources import images_under
     if args.out:
@@ -97,17 +98,18 @@ def cmd_predict(args) -> None:
     if not files:
         raise CatneuronError(f"{', '.join(args.images)}: no images ({', '.join(IMAGE_SUFFIXES)})")
     rows, skipped = [], 0
-    for i in tqdm(range(0, len(files), 100), desc="predict", unit="batch", disable=args.no_progress or not args.out):
+    for i in progress_bar(range(0, len(files), 100), desc="predict", unit="batch",
+                          enabled=not args.no_progress and bool(args.out)):
         batch, images = [], []
         for path in files[i:i + 100]:
             try:
-                images.append(as_batch([path], clf.input_size, clf.channels)[0])
+                images.append(as_batch([path], clf.input_size, clf.channels, fit_inside)[0])
                 batch.append(path)
             except (DataError, OSError) as err:
                 skipped += 1
                 log.warning("skipped %s", err if isinstance(err, DataError) else f"{path}: {err.strerror}")
         if images:
-            for path, row in zip(batch, clf.scores(np.stack(images))):
+            for path, row in zip(batch, clf.predict_proba(np.stack(images))):
                 k = int(row.argmax())
                 rows.append([str(path), clf.classes[k], f"{float(row[k]):.4f}"])
     if not rows:
@@ -125,5 +127,5 @@ def cmd_predict(args) -> None:
 def _write_csv(out, rows: list[list[str]]) -> None:
     import csv
     writer = csv.writer(out)
-    writer.writerow(["file", "class", "score"])
+    writer.writerow(["file", "class", "probability"])
     writer.writerows(rows)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import math
 import re
@@ -13,20 +14,44 @@ from catneuron.rundir import NOT_THE_NETWORK, RunDir
 DEVICE_HELP = "cpu, cuda, cuda:N or auto (default: the run's train.device where this machine has it, else auto)"
 
 
-def config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
-    p.add_argument("--preset", default=None, choices=sorted(C.PRESETS),
-                   help=f"named configuration to start from (default: {default_preset}, or the one in --config)")
-    p.add_argument("--config", help="JSON or TOML file of settings, applied over the preset")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting, e.g. --set train.lr=0.02 --set model.stages.*.maps=16")
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block), that names the command's --help and, for a
+    mistyped choice (--preset tinny), the choice meant."""
+
+    def error(self, message: str):
+        wrong = re.search(r"invalid choice: '?([^' ]*)'? \(choose from (.*)\)", message)
+        if wrong:
+            options = [o.strip().strip("'") for o in wrong.group(2).split(",")]
+            close = difflib.get_close_matches(wrong.group(1), options, n=1)
+            if close:
+                message += f"; did you mean {close[0]}?"
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def config_args(p: argparse.ArgumentParser, default_preset: str | None) -> None:
+    """The settings flags; `default_preset` None for commands on a trained run, whose settings start
+    from the run's own (so they take no --preset)."""
+    settings_args(p, default_preset)
     p.add_argument("--print-config", action="store_true",
                    help="print the settings this command would run with (JSON, usable as --config) and exit")
     progress_arg(p)
 
 
+def settings_args(p: argparse.ArgumentParser, default_preset: str | None) -> None:
+    if default_preset is not None:
+        p.add_argument("--preset", default=None, choices=sorted(C.PRESETS),
+                       help=f"named configuration to start from (default: {default_preset}, or the one in --config)")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings, applied over the "
+                                                    + ("preset" if default_preset else "run's own"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set train.lr=0.02 --set model.stages.*.maps=16 "
+                        "(every key: catneuron config show)")
+
+
 def progress_arg(p: argparse.ArgumentParser) -> None:
     """For commands with no settings of their own (they read a run's or a classifier's)."""
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars: a log line every 30 s instead (the default when stderr is not a terminal)")
 
 
 class ConfigPrinted(Exception):
@@ -71,7 +96,7 @@ def _merge(args, default_preset: str, base: C.Config | None) -> C.Config:
 def run_config(args) -> C.Config:
     """The run's own settings (as trained), then this command line's --config and --set; its
     network is the one its weights were trained as, so neither a preset nor model.* may change it."""
-    if getattr(args, "preset", None):
+    if getattr(args, "preset", None):            # classify train, which also starts from no run
         raise CatneuronError(f"--preset {args.preset}: {args.run} keeps the settings it was trained with; "
                              f"change probe or classify settings with --set or --config")
     saved = saved_config(args.run)

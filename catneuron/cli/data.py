@@ -38,9 +38,9 @@ def _add_frames(group) -> None:
     p.add_argument("--out", required=True, help="output folder for the shards")
     p.add_argument("--per-video", type=integer(1), default=1, help="frames per video (default 1, as in the paper)")
     p.add_argument("--size", type=integer(1), default=200, help="output side in pixels (default 200)")
-    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--seed", type=integer(0), default=0, help="random seed of the frames' choice (default 0)")
     p.add_argument("--workers", **WORKERS)
-    p.add_argument("--shard-size", type=integer(1), default=5000)
+    p.add_argument("--shard-size", type=integer(1), default=5000, help="images per output shard (default 5000)")
     p.set_defaults(func=cmd_frames)
 
 
@@ -57,12 +57,13 @@ def _add_ingest(group) -> None:
     p = group.add_parser("ingest", help="image folders or shards -> resized shards without duplicates")
     config_args(p, "small")
     p.add_argument("sources", nargs="+", help="image folders, shards or named sets")
-    p.add_argument("--out", required=True)
-    p.add_argument("--size", type=integer(1), default=200)
+    p.add_argument("--out", required=True, help="output folder for the shards")
+    p.add_argument("--size", type=integer(1), default=200,
+                   help="output side in pixels: each image's central square, resized (default 200)")
     p.add_argument("--near", type=integer(-1), default=3,
                    help="near-duplicate distance in perceptual-hash bits (default 3; -1: exact duplicates only)")
     p.add_argument("--workers", **WORKERS)
-    p.add_argument("--shard-size", type=integer(1), default=5000)
+    p.add_argument("--shard-size", type=integer(1), default=5000, help="images per output shard (default 5000)")
     p.set_defaults(func=_with_config(cmd_ingest))
 
 
@@ -81,11 +82,11 @@ def _add_compose(group) -> None:
     p.add_argument("--mix", action="append", default=[], metavar="SOURCE=FRACTION",
                    help="a source and its share of the corpus (repeat); default: natural-64/train=0.98 "
                         "faces-200/pool=0.02")
-    p.add_argument("--out", default="corpora/default")
+    p.add_argument("--out", default="corpora/default", help="output folder (default corpora/default)")
     p.add_argument("--size", type=integer(1), help="image side (default 64)")
     p.add_argument("--count", type=integer(1), help="corpus size (default: the largest the sources allow)")
-    p.add_argument("--seed", type=integer(0), default=0)
-    p.add_argument("--shard-size", type=integer(1), default=5000)
+    p.add_argument("--seed", type=integer(0), default=0, help="random seed of the draw and the order (default 0)")
+    p.add_argument("--shard-size", type=integer(1), default=5000, help="images per output shard (default 5000)")
     p.set_defaults(func=_with_config(cmd_compose))
 
 
@@ -115,11 +116,11 @@ def _detector(args):
 def _add_audit(group) -> None:
     p = group.add_parser("audit", help="fraction of random patches and of images where OpenCV finds a face")
     config_args(p, "small")
-    p.add_argument("sources", nargs="+")
+    p.add_argument("sources", nargs="+", help="image folders, shards or named sets to audit")
     p.add_argument("--patches", type=integer(0), default=100_000, help="random patches (default 100,000, as the paper)")
-    p.add_argument("--patch-size", type=integer(1), default=60)
+    p.add_argument("--patch-size", type=integer(1), default=60, help="side of each random patch in pixels (default 60)")
     p.add_argument("--size", type=integer(1), help="resize images to this side first (default: as stored)")
-    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--seed", type=integer(0), default=0, help="random seed of the patches (default 0)")
     p.add_argument("--workers", **WORKERS)
     p.add_argument("--out", help="also write the report (with the keys of images with faces) as JSON")
     _detector_args(p)
@@ -141,8 +142,8 @@ def cmd_audit(args) -> None:
 def _add_control(group) -> None:
     p = group.add_parser("control", help="the corpus minus every image in which OpenCV finds a face")
     config_args(p, "small")
-    p.add_argument("sources", nargs="+")
-    p.add_argument("--out", required=True)
+    p.add_argument("sources", nargs="+", help="the corpus: image folders, shards or named sets")
+    p.add_argument("--out", required=True, help="output folder for the face-free corpus")
     p.add_argument("--size", type=integer(1), help="resize images to this side before detection (default: as stored)")
     p.add_argument("--recall-set", default="faces-200/test",
                    help="known faces to measure the detector's recall on ('' to skip; default faces-200/test)")
@@ -171,7 +172,7 @@ def _add_download(group) -> None:
     p = group.add_parser("download", help="fetch and convert the public originals (needs internet)")
     config_args(p, "small")
     p.add_argument("names", nargs="*", help="datasets (or all); none: list them")
-    p.add_argument("--list", action="store_true")
+    p.add_argument("--list", action="store_true", help="list the datasets with their sizes and homepages")
     p.add_argument("--root", help="where to put them (default: the data root, else ~/.cache/catneuron/datasets)")
     p.add_argument("--mirror", help="a folder or base URL holding the archives under their file names "
                                     "(also $CATNEURON_MIRROR)")

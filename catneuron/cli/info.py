@@ -15,7 +15,7 @@ def add_info(sub) -> None:
     config_args(p, "paper")
     p.add_argument("--batch-size", type=integer(1), help="batch size for the memory estimate (default: the config's)")
     p.add_argument("--gpu-memory", metavar="SIZE", help="say whether training fits a GPU of this memory, "
-                                                       "e.g. 80GiB or 24GB")
+                                                       "e.g. 80GiB or 24GB (a bare number is GiB)")
     p.set_defaults(func=cmd_info)
 
 
@@ -27,8 +27,9 @@ def cmd_info(args) -> None:
 
 
 def parse_bytes(text: str, setting: str) -> int:
-    """'80GiB', '80 GB', '24g', '512MiB' -> bytes (GB = 10^9, GiB = 2^30; a bare G means GiB)."""
-    units = {"": 1, "b": 1, "k": 2 ** 10, "kb": 10 ** 3, "kib": 2 ** 10, "m": 2 ** 20, "mb": 10 ** 6,
+    """'80GiB', '80 GB', '24g', '512MiB', '80' -> bytes (GB = 10^9, GiB = 2^30; a bare G, or a bare
+    number, means GiB: no accelerator has 80 bytes)."""
+    units = {"": 2 ** 30, "b": 1, "k": 2 ** 10, "kb": 10 ** 3, "kib": 2 ** 10, "m": 2 ** 20, "mb": 10 ** 6,
              "mib": 2 ** 20, "g": 2 ** 30, "gb": 10 ** 9, "gib": 2 ** 30, "t": 2 ** 40, "tb": 10 ** 12, "tib": 2 ** 40}
     number = text.strip().lower().rstrip("abgikmt ")
     unit = text.strip().lower()[len(number):].strip()

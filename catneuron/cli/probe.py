@@ -10,7 +10,7 @@ from catneuron.rundir import RunDir
 def add_probe(sub) -> None:
     p = sub.add_parser("probe", help="score every neuron of a trained run as a face/cat/body detector, against the "
                                      "paper's baselines")
-    config_args(p, "small")
+    config_args(p, None)
     p.add_argument("run", help="run directory (from catneuron train)")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=RUN",
                    help="another trained run to score alike, e.g. control=runs/control or nolcn=runs/nolcn")
@@ -44,12 +44,13 @@ def cmd_probe(args) -> None:
 def add_visualize(sub) -> None:
     p = sub.add_parser("visualize", help="histograms, top stimuli, optimal stimuli, invariance curves and the "
                                          "concept scan of the best neurons")
-    config_args(p, "small")
-    p.add_argument("run")
+    config_args(p, None)
+    p.add_argument("run", help="run directory, probed (catneuron probe RUN)")
     p.add_argument("--steps", type=integer(1), default=200, help="gradient steps for the optimal stimulus")
     p.add_argument("--no-concepts", action="store_true", help="skip the concept scan")
-    p.add_argument("--positives", nargs="+")
-    p.add_argument("--negatives", nargs="+")
+    p.add_argument("--positives", nargs="+", help="the own positives the run was probed with (catneuron probe "
+                                                  "--positives), to draw that test set's neurons")
+    p.add_argument("--negatives", nargs="+", help="the own distractors that went with them")
     p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=cmd_visualize)
 
@@ -65,8 +66,8 @@ def cmd_visualize(args) -> None:
 def add_explore(sub) -> None:
     p = sub.add_parser("explore", help="a local web page to browse every unit of a probed run (docs/explore.md)")
     progress_arg(p)
-    p.add_argument("run")
-    p.add_argument("--port", type=integer(1, 65535), default=8000)
+    p.add_argument("run", help="run directory, probed (catneuron probe RUN)")
+    p.add_argument("--port", type=integer(1, 65535), default=8000, help="port to serve on (default 8000)")
     p.add_argument("--host", default="127.0.0.1", help="interface to serve on (default 127.0.0.1: this machine "
                                                        "only; 0.0.0.0 exposes the page to the network)")
     p.add_argument("--device", help=DEVICE_HELP)
@@ -84,13 +85,20 @@ def cmd_explore(args) -> None:
         hosts = None          # every address of the machine, by any name: the user opened it to the network
     else:
         hosts = (args.host.lower(),)
-    print(f"exploring {args.run} at http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    create_app(view, hosts).run(host=args.host, port=args.port, threaded=True)
+    import logging
+
+    from werkzeug.serving import make_server
+    # Werkzeug's threaded server without Flask's development banner (written for app authors, with
+    # raw colour codes in a log) and without a line per request; one user on one machine needs no more.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server(args.host, args.port, create_app(view, hosts), threaded=True)
+    print(f"exploring {args.run} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    server.serve_forever()
 
 
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="one self-contained HTML page of the probe's results")
-    p.add_argument("run")
+    p.add_argument("run", help="run directory, probed (catneuron probe RUN; visualize RUN adds the pictures)")
     p.add_argument("--out", help="output file (default RUN/report.html)")
     p.set_defaults(func=cmd_report)
 

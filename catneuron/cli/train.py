@@ -77,12 +77,15 @@ def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="compose the default corpus, train small (and its two controls), probe, "
                                     "report: the laptop reproduction end to end")
     config_args(p, "small")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--corpus", default="corpora/default")
-    p.add_argument("--control", default="corpora/control")
+    p.add_argument("--out", default="runs/demo", help="folder for the three runs (default runs/demo)")
+    p.add_argument("--corpus", default="corpora/default",
+                   help="where the default corpus is composed, or found if it is there (default corpora/default)")
+    p.add_argument("--control", default="corpora/control",
+                   help="where its face-free control corpus goes (default corpora/control)")
     p.add_argument("--steps", type=integer(1), default=C.DEMO_STEPS,
                    help=f"training steps per network (default {C.DEMO_STEPS})")
-    p.add_argument("--workers", type=integer(1), default=os.cpu_count() or 1)
+    p.add_argument("--workers", type=integer(1), default=os.cpu_count() or 1,
+                   help="processes for the face detection of the control corpus (default: every core)")
     p.set_defaults(func=cmd_demo)
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from catneuron.data.images import decode, encode_jpeg, fit_square
 from catneuron.data.jobs import job_metadata
@@ -28,6 +27,7 @@ from catneuron.files import replacing_dir, write_json
 from catneuron.data.shards import Record, ShardWriter
 from catneuron.data.sources import Source, count_records, data_root, iter_records, resolve
 from catneuron.errors import DataError
+from catneuron.progress import progress as progress_bar
 
 # The laptop reproduction's corpus: Tiny ImageNet with 2 % UTKFace crops, the largest share at
 # which the face audit stays under the paper's "faces in under 3 % of 60x60 patches" (the detector
@@ -120,7 +120,7 @@ def compose(mix: list[tuple[str, float]], out: Path, size: int = DEFAULT_SIZE, s
     taken = [0] * len(parts)
     with replacing_dir(out) as tmp:
         with ShardWriter(tmp / "train", max_count=shard_size) as writer, \
-                tqdm(total=total, unit="img", desc="compose", disable=not progress, dynamic_ncols=True) as bar:
+                progress_bar(total=total, unit="img", desc="compose", enabled=progress) as bar:
             for which in order:
                 rec, data = next(streams[which], (None, None))
                 bar.update(1)

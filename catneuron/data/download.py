@@ -13,6 +13,9 @@ Checksums: Tiny ImageNet, LFW and Caltech-101 publish MD5s (also pinned by torch
 official copy is a Google Drive folder that no longer serves files; we name a public mirror and
 check nothing but the archive format. INRIA Person's FTP host is offline; we name a university
 mirror and check its size.
+
+Not pooch or torchvision's download utilities: neither resumes a cut download, neither reads a
+local mirror folder, and torchvision would pull a CUDA build of PyTorch into a CPU install.
 """
 from __future__ import annotations
 
@@ -33,13 +36,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from catneuron.data.images import decode, encode_jpeg
 from catneuron.data.jobs import job_metadata
 from catneuron.files import write_json
 from catneuron.data.shards import ShardWriter
 from catneuron.errors import DataError
+from catneuron.progress import progress as progress_bar
 
 ENV_MIRROR = "CATNEURON_MIRROR"
 # What reading a cut or corrupt archive raises (UTKFace's has no published checksum to catch it first).
@@ -100,8 +103,8 @@ def fetch(url: str, dest: Path, progress: bool = True, timeout: float = 60) -> P
         resumed = start > 0 and response.status == 206
         length = int(response.headers.get("Content-Length") or 0)
         with open(part, "ab" if resumed else "wb") as f, \
-                tqdm(total=(start if resumed else 0) + length or None, initial=start if resumed else 0,
-                     unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+                progress_bar(total=(start if resumed else 0) + length or None, initial=start if resumed else 0,
+                             unit="B", unit_scale=True, desc=dest.name, enabled=progress) as bar:
             for block in iter(lambda: response.read(1 << 16), b""):
                 f.write(block)
                 bar.update(len(block))

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from catneuron.data.images import decode, fit_square
 from catneuron.data.jobs import WorkResult, job_metadata, run_job
@@ -26,6 +25,7 @@ from catneuron.data.parallel import ordered_map
 from catneuron.data.shards import Record
 from catneuron.data.sources import Source, Unit, read_unit, unit_size, units
 from catneuron.errors import DataError
+from catneuron.progress import progress as progress_bar
 
 CASCADE = "haarcascade_frontalface_default.xml"
 
@@ -168,7 +168,7 @@ def audit(sources: list[Source], patches: int = 100_000, patch_size: int = 60, s
                          detector=asdict(detector))
     by_source: dict[str, Counter] = {}
     work = functools.partial(_audit_unit, detector=detector, patch_size=patch_size, size=size, seed=seed)
-    with tqdm(total=total, unit="img", desc="audit", disable=not progress, dynamic_ncols=True) as bar:
+    with progress_bar(total=total, unit="img", desc="audit", enabled=progress) as bar:
         for found, unreadable in ordered_map(work, jobs, workers, chunk=1):
             report.unreadable.update(unreadable)
             for key, source, whole, hits, too_small in found:

@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tqdm import tqdm
 
 from catneuron.data.parallel import ordered_map
 from catneuron.data.shards import ShardWriter
 from catneuron.errors import DataError
 from catneuron.files import read_json, write_json
+from catneuron.progress import progress as progress_bar
 from catneuron.provenance import code_version
 
 PROGRESS = "progress.json"
@@ -101,8 +101,8 @@ def run_job(out: Path, inputs: Sequence, work: Callable[[Any], WorkResult], *, w
     report.sessions += 1
     writer = ShardWriter(out / prefix, max_count=None, start_index=len(report.shards))
     pending: list[str] = []            # records in the shard being written, not yet counted
-    bar = tqdm(total=total_files or len(inputs), initial=report.files if total_files else report.done, unit="file",
-               desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=total_files or len(inputs), initial=report.files if total_files else report.done,
+                       unit="file", desc=desc, enabled=progress)
     try:
         results = ordered_map(work, inputs[report.done:], workers, chunk=1)
         for index, result in enumerate(results, start=report.done):

@@ -4,7 +4,10 @@ Epoch e visits every record of every source once: the shards (and chunks of loos
 in an order drawn from (seed, e), each read sequentially, through a shuffle buffer also seeded
 by (seed, e). The stream is therefore a function of (seed, epoch), and its position is just
 (epoch, records consumed): resuming replays the epoch's record order without decoding and
-continues at the same sample. Unreadable images are skipped, counted and reported.
+continues at the same sample. Unreadable images are skipped, counted and reported. (A
+torch.utils.data.DataLoader cannot resume mid-epoch without torchdata's StatefulDataLoader, and
+its worker processes would make the order depend on their timing; a user's own DataLoader still
+trains a run through IterableStream below.)
 
 Decoding runs in a background thread, or in `workers` processes fed in order (the order, and so
 the stream, is the same either way). A `small` training step consumes ~300 images/s, far below
@@ -17,6 +20,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -148,3 +152,62 @@ class ImageStream:
         finally:
             stop.set()
             thread.join()
+
+
+PYTHON_DATA = "python:"          # data.train of a run fed by IterableStream: "python:<the iterable's type>"
+
+
+def _labelled(item) -> bool:
+    """Whether an item is an (images, labels) pair: labels are class indices (an int, a vector) or,
+    beside an image that is not a path, a class name."""
+    if not (isinstance(item, (tuple, list)) and len(item) == 2):
+        return False
+    images, labels = item
+    return (isinstance(labels, (int, np.integer)) or (hasattr(labels, "ndim") and labels.ndim <= 1)
+            or (isinstance(labels, str) and not isinstance(images, (str, Path))))
+
+
+class IterableStream:
+    """Training images from a Python iterable (a torch DataLoader, a Dataset, a list), gone
+    through once per epoch. Each item is an image or a batch of them (what catneuron.data.inputs
+    accepts), or an (images, labels) pair whose labels are ignored; every image is cut to its
+    central square and resized, as a corpus's are. Shuffling is the iterable's (DataLoader(...,
+    shuffle=True)). Unlike ImageStream its position is not saved: a resumed run goes through it
+    again from the start."""
+
+    def __init__(self, data, size: int, channels: int = 3, state: StreamState | None = None):
+        self.name = type(data).__name__
+        if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not hasattr(data, "__iter__"):
+            data = _Indexed(data)          # a map-style torch Dataset
+        self.data, self.size, self.channels = data, size, channels
+        self.state = StreamState(state.epoch if state else 0)
+        self.skipped: dict[str, str] = {}
+
+    def images(self) -> Iterator[tuple[np.ndarray, StreamState]]:
+        from catneuron.data.inputs import as_batch
+        while True:
+            for item in self.data:
+                if _labelled(item):
+                    item = item[0]
+                for img in as_batch(item, self.size, self.channels):
+                    self.state = StreamState(self.state.epoch, self.state.position + 1)
+                    yield img, self.state
+            if self.state.position == 0:
+                raise DataError(f"no training data: the {self.name} given as data yields no images")
+            self.state = StreamState(self.state.epoch + 1)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, StreamState]]:
+        batch = []
+        for img, state in self.images():
+            batch.append(img)
+            if len(batch) == batch_size:
+                yield np.stack(batch), state
+                batch = []
+
+
+class _Indexed:
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __iter__(self):
+        return (self.dataset[k] for k in range(len(self.dataset)))

@@ -48,6 +48,12 @@ class DeepSparseAutoencoder(nn.Module):
             x = out.normalized
         return outputs
 
+    def sublayer(self, x: torch.Tensor, stage: int, kind: str) -> torch.Tensor:
+        """(N, C, S, S) -> (N, M, H, W): one sublayer of stage `stage` (from 1), computing nothing above it."""
+        for below in self.stages[:stage - 1]:
+            x = below(x).normalized
+        return self.stages[stage - 1].sublayer(x, kind)
+
     def sparsity_weight(self, index: int) -> float:
         """lambda of stage `index`: its own (StageConfig.sparsity) or the model's."""
         own = self.cfg.stages[index].sparsity

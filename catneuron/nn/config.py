@@ -13,7 +13,7 @@ class StageConfig:
     receptive_field: int = 18    # r: each filter sees r x r pixels of every input map
     stride: int = 1              # between neighbouring filter locations
     pool_size: int = 5           # L2 pooling window within one map
-    pool_stride: int = 1
+    pool_stride: int = 1         # between neighbouring pooling units
     lcn_size: int = 5            # Gaussian LCN window (odd)
     # lambda of this stage's sparsity term; None: model.sparsity. The stages' inputs differ in size
     # and energy (pixels, then LCN outputs), so one lambda weighs sparsity differently at each.

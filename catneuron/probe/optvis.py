@@ -56,10 +56,7 @@ class Objective:
 
 def _sublayer(det: NetworkDetectors, stage: int, sublayer: str, x: torch.Tensor) -> torch.Tensor:
     """The output of one sublayer of the detectors' network on input x, computing nothing above it."""
-    h = x.to(det.device)
-    for st in det.model.stages[:stage - 1]:
-        h = st(h).normalized
-    return det.model.stages[stage - 1].sublayer(h, sublayer)
+    return det.model.sublayer(x.to(det.device), stage, sublayer)
 
 
 def neuron(det: NetworkDetectors, a: UnitAddress) -> Objective:

@@ -158,7 +158,7 @@ def _filters(folder: Path, run: Path, model, cfg: Config, device) -> dict:
     init = DeepSparseAutoencoder(cfg.model, device=device).eval()
     torch.manual_seed(cfg.train.seed)
     random = DeepSparseAutoencoder(random_baseline(cfg.model), device=device).eval()
-    images, _ = training_sample(cfg, FILTER_IMAGES, cfg.probe.seed + 3)
+    images, _ = training_sample(cfg, FILTER_IMAGES, cfg.probe.seed + 3, distinct=True)
     x = to_tensor(images, cfg.data.preprocess, device)
     pics = {name: _write(folder, f"filters-{name}", data)
             for name, data in galleries(model, init, random, x).items()}

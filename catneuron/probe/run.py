@@ -24,10 +24,10 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from catneuron.config import Config
 from catneuron.files import replacing, write_json
@@ -38,6 +38,7 @@ from catneuron.nn.autoencoder import DeepSparseAutoencoder, random_baseline
 from catneuron.probe import calibration, testsets
 from catneuron.probe.detectors import CentroidDetectors, LinearFilterDetectors, NetworkDetectors, SetKey
 from catneuron.probe.selectivity import StreamingScorer, accuracy_at, exact_auc
+from catneuron.progress import heartbeat, progress as progress_bar
 from catneuron.provenance import code_version
 from catneuron.rundir import RunDir
 from catneuron.train.checkpoint import load_model, model_config, weights_file
@@ -58,7 +59,7 @@ def score(det, ts: testsets.TestSet, batch_size: int = 100, progress: bool = Tru
     # Class ids: validation negative/positive = 0/1, held-out negative/positive = 2/3.
     ids = torch.from_numpy(ts.labels.astype(np.int64) + 2 * (~ts.val))
     scorer = StreamingScorer(det.candidates, classes=4)
-    bar = tqdm(total=2 * n, unit="img", desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=2 * n, unit="img", desc=desc, enabled=progress, leave=False)
     for stage in ("range", "histogram"):
         for sl in _batches(n, batch_size):
             acts = det(ts.images[sl])
@@ -126,11 +127,16 @@ COMPARE_LABELS = {"control": "network trained on the face-free control corpus",
                   "sigmoid": "deep autoencoder of the same connectivity with sigmoids"}
 
 
-def training_sample(cfg: Config, count: int, seed: int) -> tuple[np.ndarray, list[str]]:
+def training_sample(cfg: Config, count: int, seed: int, distinct: bool = False) -> tuple[np.ndarray, list[str]]:
     """`count` training images (a seeded random subset of the corpus, each image at most
-    ceil(count / corpus size) times) at the input size, and the source set of each."""
+    ceil(count / corpus size) times; with `distinct`, once, and fewer when the corpus is smaller) at
+    the input size, and the source set of each."""
     sources = resolve_all(cfg.data.train, cfg.data.root)
     total = count_records(sources)
+    if distinct and count > total:
+        log.warning("the training data hold %s images, fewer than the %s asked for: using each once",
+                    f"{total:,}", f"{count:,}")
+        count = total
     repeats = -(-count // max(1, total))
     picks = np.random.default_rng(seed).permutation(np.tile(np.arange(total), repeats))[:count]
     wanted = np.bincount(picks, minlength=total)
@@ -150,6 +156,25 @@ def training_sample(cfg: Config, count: int, seed: int) -> tuple[np.ndarray, lis
         raise DataError(f"data.train ({', '.join(cfg.data.train)}): no readable training image for the baselines "
                         f"(linear filters, K-means)")
     return np.stack(images), names
+
+
+class BaselineSizes(NamedTuple):
+    """What the baselines can be given the corpus: K-means is fitted on distinct images only (a
+    copy adds nothing to it) and has at most one centroid per image; linear filters are patches at
+    random places, so an image gives as many as it has places (one when the patch is the image)."""
+    linear_filters: int
+    kmeans_images: int
+    kmeans_centroids: int
+
+    @classmethod
+    def of(cls, p, corpus: int, places: int) -> "BaselineSizes":
+        images = min(p.kmeans_images, corpus)
+        sizes = cls(min(p.linear_filters, corpus * places), images, min(p.kmeans_centroids, images))
+        for key, want, have in zip(cls._fields, (p.linear_filters, p.kmeans_images, p.kmeans_centroids), sizes):
+            if have < want:
+                log.info("probe.%s = %s, but the training data (%s images) allow %s: using %s",
+                         key, f"{want:,}", f"{corpus:,}", f"{have:,}", f"{have:,}")
+        return sizes
 
 
 def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], device) -> list[Detectors]:
@@ -174,23 +199,28 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
                                   {**common, "mode": mode, "model": dataclasses.asdict(random_model),
                                    "seed": cfg.train.seed}))
     top_field = NetworkDetectors(model, cfg.model, "field", 1, cfg.data.preprocess, device).field
+    if p.linear_filters or p.kmeans_centroids:
+        places = max(1, cfg.model.input_size - top_field + 1) ** 2
+        n = BaselineSizes.of(p, count_records(resolve_all(cfg.data.train, cfg.data.root)), places)
     corpus = {"data": cfg.data.train, "files": testsets.file_identity(cfg.data.train, data_root(cfg.data.root)),
               "seed": p.seed, "preprocess": cfg.data.preprocess, "sample": "records"}
     if p.linear_filters:
-        sets.append(Detectors("linear", f"best linear filter ({p.linear_filters:,} training patches, "
+        sets.append(Detectors("linear", f"best linear filter ({n.linear_filters:,} training patches, "
                                         f"{top_field}x{top_field})",
-                              lambda: LinearFilterDetectors.sample(*training_sample(cfg, p.linear_filters, p.seed + 1),
+                              lambda: LinearFilterDetectors.sample(*training_sample(cfg, n.linear_filters, p.seed + 1),
                                                                    top_field, p.seed, cfg.data.preprocess).to(device),
                               "baseline",
-                              {**corpus, "filters": p.linear_filters, "size": top_field}))
+                              {**corpus, "filters": n.linear_filters, "size": top_field}))
     if p.kmeans_centroids:
         def kmeans():
-            images, _ = training_sample(cfg, p.kmeans_images, p.seed + 2)
-            return CentroidDetectors.fit(images, p.kmeans_centroids, p.kmeans_size, p.seed,
-                                         cfg.data.preprocess).to(device)
-        sets.append(Detectors("kmeans", f"K-means ({p.kmeans_centroids:,} centroids, "
+            images, _ = training_sample(cfg, n.kmeans_images, p.seed + 2)
+            what = f"K-means: {n.kmeans_centroids:,} centroids on {len(images):,} training images"
+            with heartbeat(what):        # scikit-learn's fit reports nothing while it runs
+                return CentroidDetectors.fit(images, n.kmeans_centroids, p.kmeans_size, p.seed,
+                                             cfg.data.preprocess).to(device)
+        sets.append(Detectors("kmeans", f"K-means ({n.kmeans_centroids:,} centroids, "
                                         f"{p.kmeans_size}x{p.kmeans_size} images)", kmeans, "baseline",
-                              {**corpus, "k": p.kmeans_centroids, "size": p.kmeans_size, "images": p.kmeans_images}))
+                              {**corpus, "k": n.kmeans_centroids, "size": p.kmeans_size, "images": n.kmeans_images}))
     for name, other in compare.items():
         other_cfg = model_config(other)          # its weights are loaded when its scores are needed
         mine, theirs = (cfg.model.input_size, cfg.model.channels), (other_cfg.model.input_size, other_cfg.model.channels)

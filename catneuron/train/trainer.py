@@ -13,18 +13,18 @@ import math
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from catneuron.config import Config, validate
 from catneuron.data.preprocess import to_tensor
-from catneuron.data.loader import ImageStream, StreamState
+from catneuron.data.loader import PYTHON_DATA, ImageStream, IterableStream, StreamState
 from catneuron.data.sources import resolve_all
 from catneuron.errors import CatneuronError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
+from catneuron.progress import progress as progress_bar
 from catneuron.provenance import code_version, environment
 from catneuron.rundir import RunDir
 from catneuron.train import checkpoint
@@ -105,10 +105,16 @@ def weights_metadata(cfg: Config) -> dict[str, str]:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True):
+    """Trains `cfg`'s network into `run_dir` on `cfg.data.train`, or on `data`: a Python iterable of
+    images or batches (a torch DataLoader with its transforms, a Dataset, a list; see
+    data.loader.IterableStream), recorded in the run as data.train = ["python:<its type>"]."""
+
+    def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True, data=None):
+        if data is not None:
+            cfg = replace(cfg, data=replace(cfg.data, train=[PYTHON_DATA + type(data).__name__]))
         self.cfg = validate(cfg)
         self.rundir = RunDir(run_dir)
-        self.resume, self.progress = resume, progress
+        self.resume, self.progress, self.data = resume, progress, data
 
     def run(self) -> TrainResult:
         with self.rundir.locked():
@@ -124,7 +130,10 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         device = resolve_device(t.device)
-        sources = resolve_all(cfg.data.train, cfg.data.root)
+        if self.data is None and any(spec.startswith(PYTHON_DATA) for spec in cfg.data.train):
+            raise CatneuronError(f"{self.rundir.path} was trained on data given in Python ({cfg.data.train[0]}); "
+                                 f"resume it there: Trainer(cfg, run, resume=True, data=...)")
+        sources = [] if self.data is not None else resolve_all(cfg.data.train, cfg.data.root)
 
         torch.manual_seed(t.seed)
         model = DeepSparseAutoencoder(cfg.model, device=device)
@@ -142,8 +151,13 @@ class Trainer:
         self.rundir.truncate_metrics(step)
         self.rundir.record_session(cfg.to_dict(), sources, {**environment(), "start_step": step})
 
-        stream = ImageStream(sources, cfg.model.input_size, cfg.model.channels, t.seed, cfg.data.shuffle_buffer,
-                             stream_state, workers=cfg.data.workers)
+        if self.data is not None:
+            if restored is not None:
+                log.info("the data given in Python is gone through again from its start")
+            stream = IterableStream(self.data, cfg.model.input_size, cfg.model.channels, stream_state)
+        else:
+            stream = ImageStream(sources, cfg.model.input_size, cfg.model.channels, t.seed, cfg.data.shuffle_buffer,
+                                 stream_state, workers=cfg.data.workers)
         writer = _tensorboard(self.rundir.path) if t.tensorboard else None
         meta = weights_metadata(cfg)
 
@@ -154,8 +168,8 @@ class Trainer:
             checkpoint.save(self.rundir.checkpoints, step, model, optimizer,
                             {"images_seen": images_seen, "stream": stream.state.as_dict()}, meta)
 
-        bar = tqdm(total=t.steps, initial=step, disable=not self.progress, unit="step", dynamic_ncols=True,
-                   desc=f"train {cfg.preset}")
+        bar = progress_bar(total=t.steps, initial=step, enabled=self.progress, unit="step",
+                           desc=f"train {cfg.preset}")
         loss_value, stop = float("nan"), StopRequest()
         window_start, window_images = time.perf_counter(), 0
         batches = stream.batches(t.batch_size)

@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from catneuron import config as C
 from catneuron import load
@@ -129,6 +130,16 @@ def test_saved_classifier_predicts_like_the_trained_one(tmp_path):
     torch.testing.assert_close(loaded.scores(data.images), clf.scores(data.images))
     assert loaded.predict(list(data.images[:5])) == clf.predict(data.images[:5])
     assert loaded.provenance["task"] == "synthetic" and "code_version" in loaded.provenance
+    # one image by its path, a torchvision tensor batch: the same predictions as the arrays
+    Image.fromarray(data.images[0]).save(tmp_path / "one.png")
+    assert loaded.predict(str(tmp_path / "one.png")) == loaded.predict(data.images[:1])
+    as_tensors = torch.from_numpy(data.images[:5]).permute(0, 3, 1, 2) / 255
+    assert loaded.predict(as_tensors) == loaded.predict(data.images[:5])
+    p = loaded.predict_proba(data.images[:5])
+    torch.testing.assert_close(p, loaded.scores(data.images[:5]).sigmoid())     # one-vs-all
+    assert p.shape == (5, 2) and loaded.predict(data.images[:5]) == [loaded.classes[k] for k in p.argmax(1)]
+    with pytest.raises(DataError, match=r"image 0: float values from \d+ to \d+; expected \[0, 1\]"):
+        loaded.predict(data.images[:1].astype(np.float32))
 
 
 def test_cli_trains_on_class_folders_and_predicts_a_folder(tmp_path, capsys):
@@ -140,7 +151,8 @@ def test_cli_trains_on_class_folders_and_predicts_a_folder(tmp_path, capsys):
     assert main(["classify", "predict", str(tmp_path / "clf"), str(folders / "a"), "--out", str(tmp_path / "p.csv"),
                  "--no-progress"]) == 0
     rows = (tmp_path / "p.csv").read_text().splitlines()
-    assert rows[0] == "file,class,score" and len(rows) == 7 and all(r.split(",")[1] in "ab" for r in rows[1:])
+    assert rows[0] == "file,class,probability" and len(rows) == 7 and all(r.split(",")[1] in "ab" for r in rows[1:])
+    assert all(0 <= float(r.split(",")[2]) <= 1 for r in rows[1:])
     assert main(["classify", "predict", str(tmp_path / "clf"), str(tmp_path / "nothing-here")]) == 2
     assert "nothing-here: no such image file or folder" in capsys.readouterr().err
     (folders / "a" / "9.png").write_bytes(b"\x89PNG cut short")      # unreadable, among readable ones

@@ -72,3 +72,36 @@ def test_worker_processes_give_the_same_stream(tmp_path):
     stream.workers = 2
     parallel = _take(stream, 45)
     assert all(np.array_equal(a, b) for a, b in zip(plain, parallel))
+
+
+def test_a_python_iterable_streams_in_its_order_rebatched_epoch_after_epoch():
+    import torch
+    from catneuron.data.inputs import as_batch
+    from catneuron.data.loader import IterableStream
+    images = np.stack(random_images(7, size=8))
+    as_loader = [(torch.from_numpy(images[k:k + 3]).permute(0, 3, 1, 2), torch.zeros(len(images[k:k + 3])))
+                 for k in range(0, 7, 3)]                  # (images, labels) batches of 3, 3 and 1
+    stream = IterableStream(as_loader, 8)
+    batches = stream.batches(5)
+    first, second, third = (next(batches) for _ in range(3))
+    want = as_batch(images, 8)
+    np.testing.assert_array_equal(first[0], want[:5])
+    np.testing.assert_array_equal(second[0], np.concatenate([want[5:], want[:3]]))   # into the next epoch
+    assert second[1] == StreamState(1, 3) and third[1] == StreamState(2, 1)
+
+
+def test_a_map_style_dataset_is_read_by_index_and_an_empty_one_is_an_error():
+    from catneuron.data.loader import IterableStream
+
+    class Images:                      # torch.utils.data.Dataset's protocol: no __iter__
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, k):
+            if k >= 2:
+                raise AssertionError("read past its length")
+            return random_images(1, size=8, seed=k)[0], k
+    batch, state = next(IterableStream(Images(), 8).batches(2))
+    np.testing.assert_array_equal(batch, np.stack([random_images(1, size=8, seed=k)[0] for k in range(2)]))
+    with pytest.raises(DataError, match="the list given as data yields no images"):
+        next(IterableStream([], 8).batches(2))

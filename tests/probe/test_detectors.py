@@ -105,3 +105,15 @@ def test_a_detector_sets_key_is_built_and_read_in_one_place():
     assert str(SetKey("compare", "field", "nolcn")) == "compare-nolcn-field"
     with pytest.raises(ValueError, match="'pixels-whole': not a detector set"):
         SetKey.parse("pixels-whole")
+
+
+def test_baselines_are_sized_by_the_distinct_data_and_say_so(caplog):
+    import logging
+    from catneuron.config import ProbeConfig
+    from catneuron.probe.run import BaselineSizes
+    p = ProbeConfig(linear_filters=100_000, kmeans_images=20_000, kmeans_centroids=1000)
+    with caplog.at_level(logging.INFO, logger="catneuron"):
+        assert BaselineSizes.of(p, corpus=200, places=25) == (5000, 200, 200)     # the 200-image folder
+    assert "probe.kmeans_images = 20,000, but the training data (200 images) allow 200: using 200" in caplog.text
+    assert BaselineSizes.of(p, corpus=200, places=1) == (200, 200, 200)          # patches as large as the image
+    assert BaselineSizes.of(p, corpus=70_000, places=625) == (100_000, 20_000, 1000)

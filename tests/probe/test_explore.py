@@ -60,8 +60,8 @@ def test_the_unit_table_lists_filters_and_sorts_the_probes_scores(server):
     view = RunView(run)
     table = view.unit_table("faces", "trained-whole", UnitFilter())
     rows = table.rows
-    assert len(rows) == 100 and table.matched == view.results["tasks"]["faces"]["detectors"]["trained-whole"][
-        "candidates"]
+    assert len(rows) == UnitFilter.limit and table.matched == view.results["tasks"]["faces"]["detectors"][
+        "trained-whole"]["candidates"]
     assert [r.accuracy for r in rows] == sorted((r.accuracy for r in rows), reverse=True)
     best = json.loads((run / "probe" / "results.json").read_text())["tasks"]["faces"]["detectors"]["trained-whole"]
     assert rows[0].accuracy == pytest.approx(best["paper"]["accuracy"], abs=5e-4)   # the paper's best unit on top
@@ -85,6 +85,13 @@ def test_the_unit_table_lists_filters_and_sorts_the_probes_scores(server):
     for bad in ("x", "-3"):
         with pytest.raises(ValueError, match=f"map = '{bad}': expected a whole number >= 0"):
             UnitFilter.from_args({"map": bad})
+    with pytest.raises(ValueError, match="sort = 'size': expected one of accuracy, auc, unit"):
+        UnitFilter.from_args({"sort": "size"})
+    second = view.unit_table("faces", "trained-whole", UnitFilter.from_args({"start": str(UnitFilter.limit)}))
+    assert second.start == UnitFilter.limit and second.rows[0].accuracy <= rows[-1].accuracy   # the next page
+    assert not {r.candidate for r in second.rows} & {r.candidate for r in rows}
+    by_number = view.unit_table("faces", "trained-whole", UnitFilter.from_args({"sort": "unit", "start": "3"}))
+    assert [r.candidate for r in by_number.rows[:3]] == [3, 4, 5]
 
 
 def test_overview_shows_table_1_and_the_unit_table(server):
@@ -92,9 +99,16 @@ def test_overview_shows_table_1_and_the_unit_table(server):
     status, body = _get(base + "/")
     page = body.decode()
     assert status == 200 and "faces: best single detectors" in page and "same architecture, random weights" in page
-    assert len(re.findall(r"<tr><td><a href='/unit/faces/trained-whole/\d+'>", page)) == 100
-    status, body = _get(base + "/?task=bodies&set=random-whole&stage=3&sublayer=pool&sort=auc&limit=5")
-    assert status == 200 and len(re.findall(r"<td>3</td><td>pool</td>", body.decode())) == 5
+    assert len(re.findall(r"<tr><td><a href='/unit/faces/trained-whole/\d+'>", page)) == 50
+    assert "units 1 to 50 of" in page and "id=next" in page and "id=previous" not in page
+    assert "<a href='/?task=faces&set=trained-whole&sort=auc&start=0'" in page          # a header sorts
+    status, body = _get(base + "/?task=bodies&set=random-whole&stage=3&sublayer=pool&sort=auc&limit=5&start=5")
+    page = body.decode()
+    assert status == 200 and len(re.findall(r"<td>3</td><td>pool</td>", page)) == 5 and "units 6 to 10 of" in page
+    assert "id=previous" in page
+    for src in sorted(set(re.findall(r"src='(/unit/[^']+\.png)'", page)))[:2]:   # the rows' thumbnails are pictures
+        status, png = _get(base + src)
+        assert status == 200 and png[:4] == b"\x89PNG"
 
 
 def test_a_unit_page_shows_its_scores_everywhere_and_its_pictures(server):

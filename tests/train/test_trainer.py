@@ -375,3 +375,30 @@ def test_distributed_trainer_refuses_the_greedy_schedule(tmp_path):
     cfg = _cfg([], steps=10, schedule="greedy")
     with pytest.raises(CatneuronError, match="train.schedule = greedy"):
         DistributedTrainer(cfg, tmp_path / "run")
+
+
+def test_a_torch_dataloader_trains_a_run_that_resumes_only_with_its_data(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+    images = torch.from_numpy(np.stack(random_images(30, size=24))).permute(0, 3, 1, 2).float() / 255
+    loader = DataLoader(TensorDataset(images, torch.zeros(30)), batch_size=8, shuffle=True)
+    cfg = _cfg(["natural-64/train"], 4, batch_size=10, checkpoint_every=2)
+    result = Trainer(cfg, tmp_path / "run", progress=False, data=loader).run()
+    assert result.step == 4 and result.images_seen == 40
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["config"]["data"]["train"] == ["python:DataLoader"] and run["data"] == []
+    epochs = [json.loads(line).get("epoch") for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs[-1] == 1                     # 40 images of a 30-image loader: into its second pass
+    more = C.apply_overrides(C.load_file(tmp_path / "run" / "config.json"), ["train.steps=6"])  # as --resume reads it
+    with pytest.raises(CatneuronError, match="was trained on data given in Python .*resume it there"):
+        Trainer(more, tmp_path / "run", resume=True, progress=False).run()
+    assert Trainer(more, tmp_path / "run", resume=True, progress=False, data=loader).run().step == 6
+
+
+def test_a_training_that_fails_before_writing_leaves_no_run_directory(tmp_path):
+    with pytest.raises(Exception, match="no such file or folder"):
+        Trainer(_cfg([str(tmp_path / "missing")], 2), tmp_path / "runs" / "new", progress=False).run()
+    assert not (tmp_path / "runs" / "new").exists()
+    (tmp_path / "kept").mkdir()                          # a folder the user made stays
+    with pytest.raises(Exception, match="no such file or folder"):
+        Trainer(_cfg([str(tmp_path / "missing")], 2), tmp_path / "kept", progress=False).run()
+    assert (tmp_path / "kept").is_dir()

@@ -18,6 +18,9 @@ CONCEPT_IMAGES = 20        # per Tiny ImageNet class (and 500 per test set) for 
 CORPUS_SAMPLE = 2000       # training images the "corpus" picture's strongest 16 are drawn from
 
 
+SORTS = ("accuracy", "auc", "unit")
+
+
 @dataclass(frozen=True)
 class UnitFilter:
     """Which units of a detector set the table lists, and in which order."""
@@ -26,8 +29,9 @@ class UnitFilter:
     map: int | None = None
     i: int | None = None
     j: int | None = None
-    sort: str = "accuracy"        # accuracy | auc, best first
-    limit: int = 100
+    sort: str = "accuracy"        # accuracy | auc: best first; unit: in the probe's numbering
+    limit: int = 50               # rows on a page
+    start: int = 0                # of the sorted units, the first on the page
 
     @classmethod
     def from_args(cls, args) -> "UnitFilter":
@@ -41,8 +45,11 @@ class UnitFilter:
             if value is not None and value < 0:
                 raise ValueError(f"{name} = {text!r}: expected a whole number >= 0")
             return value
+        sort = args.get("sort", "accuracy")
+        if sort not in SORTS:
+            raise ValueError(f"sort = {sort!r}: expected one of {', '.join(SORTS)}")
         return cls(number("stage"), args.get("sublayer", "").strip() or None, number("map"), number("i"),
-                   number("j"), "auc" if args.get("sort") == "auc" else "accuracy", number("limit") or 100)
+                   number("j"), sort, number("limit") or cls.limit, number("start") or 0)
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,8 @@ class UnitRow:
 
 @dataclass(frozen=True)
 class UnitTable:
-    matched: int                  # units that pass the filter; `rows` holds the first `limit`
+    matched: int                  # units that pass the filter; `rows` holds `limit` of them from `start`
+    start: int
     rows: list[UnitRow]
 
 
@@ -163,13 +171,16 @@ class RunView:
                                (which.sublayer, kind)):
             if wanted is not None:
                 keep &= values == wanted
-        order = candidates[keep][np.argsort(-scores[which.sort][keep], kind="stable")][:which.limit]
+        kept = candidates[keep]
+        if which.sort != "unit":
+            kept = kept[np.argsort(-scores[which.sort][keep], kind="stable")]
+        order = kept[which.start:which.start + which.limit]
 
         def structure(c) -> float | None:
             return float(self.structure(key, int(stage[c]))[i[c], j[c], m[c]]) if kind[c] == "filter" else None
         rows = [UnitRow(int(c), int(stage[c]), str(kind[c]), int(m[c]), int(i[c]), int(j[c]),
                         float(scores["accuracy"][c]), float(scores["auc"][c]), structure(c)) for c in order]
-        return UnitTable(int(keep.sum()), rows)
+        return UnitTable(int(keep.sum()), which.start, rows)
 
     def unit_scores(self, candidate: int) -> list[ScoreRow]:
         """The candidate's scores in every test set and network detector set that has it."""
@@ -197,7 +208,7 @@ class RunView:
     def corpus_sample(self) -> np.ndarray:
         if self._corpus is None:
             from catneuron.probe.run import training_sample
-            self._corpus = training_sample(self.cfg, CORPUS_SAMPLE, self.cfg.probe.seed + 3)[0]
+            self._corpus = training_sample(self.cfg, CORPUS_SAMPLE, self.cfg.probe.seed + 3, distinct=True)[0]
         return self._corpus
 
     def concept_images(self):

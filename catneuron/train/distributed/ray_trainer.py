@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from catneuron.config import Config, validate
 from catneuron.data.sources import resolve_all
 from catneuron.errors import CatneuronError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
+from catneuron.progress import progress as progress_bar
 from catneuron.provenance import code_version, environment
 from catneuron.rundir import RunDir
 from catneuron.train import checkpoint
@@ -203,8 +203,8 @@ class _Job:
         self.shards = [self._start_shard(k) for k in range(len(self.specs))]
         self.replicas = self._start_replicas()
         self.started, self.images_at_start = time.perf_counter(), self.images
-        bar = tqdm(total=cfg.train.steps, initial=self.step, unit="step", disable=not self.progress,
-                   desc=f"train {cfg.preset} x{self.s.replicas} replicas", dynamic_ncols=True)
+        bar = progress_bar(total=cfg.train.steps, initial=self.step, unit="step", enabled=self.progress,
+                           desc=f"train {cfg.preset} x{self.s.replicas} replicas")
         with open(self.rundir.metrics, "a") as self.metrics:
             if self.step == 0:      # the initialization's values, for every curve to start from
                 self._log({"step": 0, "images": 0, **self.monitor.row(self.model)})

@@ -65,6 +65,20 @@ class ParameterShard:
         return {"version": self.version, "pushes": self.pushes, "pulls": self.pulls}
 
 
+class InProcessShards:
+    """Shards as a replica sees them (under Ray, RayShards), called in this process one after the
+    other: the replica's update rule without Ray (tests, bench/staleness.py)."""
+
+    def __init__(self, shards: list[ParameterShard]):
+        self.shards = shards
+
+    def pull(self):
+        return [s.pull() for s in self.shards]
+
+    def push(self, grads, versions, steps):
+        return [s.push(g, v, steps) for s, g, v in zip(self.shards, grads, versions)]
+
+
 def normalized_runs(spec) -> list[tuple[int, int, int]]:
     """(offset, rows, row size) of the shard's pieces whose features are kept at unit norm."""
     runs, offset = [], 0

@@ -8,7 +8,7 @@ from catneuron import config as C
 from catneuron.nn.autoencoder import DeepSparseAutoencoder
 from catneuron.train.distributed.params import gather, partition, scatter
 from catneuron.train.distributed.replica import Replica
-from catneuron.train.distributed.server import ParameterShard, normalized_runs
+from catneuron.train.distributed.server import InProcessShards, ParameterShard, normalized_runs
 from catneuron.train.monitor import LearningMonitor
 from catneuron.train.optim import make_optimizer
 from catneuron.train.trainer import train_step
@@ -75,19 +75,6 @@ def test_a_shard_steps_as_the_single_process_trainer_does(optimizer, settings):
     shards[0].push(grad, shards[0].version)
     again.push(grad, again.version)
     np.testing.assert_allclose(again.pull()[1], shards[0].pull()[1], rtol=1e-6)
-
-
-class InProcessShards:
-    """The shards as a replica sees them (under Ray, RayShards), called one after the other."""
-
-    def __init__(self, shards):
-        self.shards = shards
-
-    def pull(self):
-        return [s.pull() for s in self.shards]
-
-    def push(self, grads, versions, steps):
-        return [s.push(g, v, steps) for s, g, v in zip(self.shards, grads, versions)]
 
 
 @pytest.fixture
