@@ -58,7 +58,8 @@ def table_rows(task: dict) -> list[tuple[str, str, dict | None, dict | None]]:
             else:
                 paper, held = d["paper"], d["heldout"]
             found.append((SetKey.parse(key).mode, paper, held))
-        if len(found) == 2 and found[0][1:] == found[1][1:]:
+        scores = [(p["accuracy"], p["auc"], h and h["accuracy"]) for _, p, h in found]
+        if len(found) == 2 and scores[0] == scores[1]:
             # the top units see the whole input, so field mode places the image as whole mode does
             found = [(" = ".join(mode for mode, _, _ in found), *found[0][1:])]
         rows.extend((f"{label} ({mode})" if mode else label, ref, paper, held) for mode, paper, held in found)

@@ -166,15 +166,20 @@ class BaselineSizes(NamedTuple):
     kmeans_images: int
     kmeans_centroids: int
 
+    corpus: int
+
     @classmethod
     def of(cls, p, corpus: int, places: int) -> "BaselineSizes":
         images = min(p.kmeans_images, corpus)
-        sizes = cls(min(p.linear_filters, corpus * places), images, min(p.kmeans_centroids, images))
-        for key, want, have in zip(cls._fields, (p.linear_filters, p.kmeans_images, p.kmeans_centroids), sizes):
+        return cls(min(p.linear_filters, corpus * places), images, min(p.kmeans_centroids, images), corpus)
+
+    def say(self, p, *keys: str) -> None:
+        """Log each of `keys` the data made smaller than its setting (when its baseline is computed)."""
+        for key in keys:
+            want, have = getattr(p, key), getattr(self, key)
             if have < want:
                 log.info("probe.%s = %s, but the training data (%s images) allow %s: using %s",
-                         key, f"{want:,}", f"{corpus:,}", f"{have:,}", f"{have:,}")
-        return sizes
+                         key, f"{want:,}", f"{self.corpus:,}", f"{have:,}", f"{have:,}")
 
 
 def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], device) -> list[Detectors]:
@@ -205,14 +210,16 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
     corpus = {"data": cfg.data.train, "files": testsets.file_identity(cfg.data.train, data_root(cfg.data.root)),
               "seed": p.seed, "preprocess": cfg.data.preprocess, "sample": "records"}
     if p.linear_filters:
+        def linear():
+            n.say(p, "linear_filters")
+            patches = training_sample(cfg, n.linear_filters, p.seed + 1)
+            return LinearFilterDetectors.sample(*patches, top_field, p.seed, cfg.data.preprocess).to(device)
         sets.append(Detectors("linear", f"best linear filter ({n.linear_filters:,} training patches, "
-                                        f"{top_field}x{top_field})",
-                              lambda: LinearFilterDetectors.sample(*training_sample(cfg, n.linear_filters, p.seed + 1),
-                                                                   top_field, p.seed, cfg.data.preprocess).to(device),
-                              "baseline",
+                                        f"{top_field}x{top_field})", linear, "baseline",
                               {**corpus, "filters": n.linear_filters, "size": top_field}))
     if p.kmeans_centroids:
         def kmeans():
+            n.say(p, "kmeans_images", "kmeans_centroids")
             images, _ = training_sample(cfg, n.kmeans_images, p.seed + 2)
             what = f"K-means: {n.kmeans_centroids:,} centroids on {len(images):,} training images"
             with heartbeat(what):        # scikit-learn's fit reports nothing while it runs

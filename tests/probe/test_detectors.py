@@ -112,8 +112,10 @@ def test_baselines_are_sized_by_the_distinct_data_and_say_so(caplog):
     from catneuron.config import ProbeConfig
     from catneuron.probe.run import BaselineSizes
     p = ProbeConfig(linear_filters=100_000, kmeans_images=20_000, kmeans_centroids=1000)
+    sizes = BaselineSizes.of(p, corpus=200, places=25)
+    assert sizes[:3] == (5000, 200, 200)                                         # the 200-image folder
     with caplog.at_level(logging.INFO, logger="catneuron"):
-        assert BaselineSizes.of(p, corpus=200, places=25) == (5000, 200, 200)     # the 200-image folder
-    assert "probe.kmeans_images = 20,000, but the training data (200 images) allow 200: using 200" in caplog.text
-    assert BaselineSizes.of(p, corpus=200, places=1) == (200, 200, 200)          # patches as large as the image
-    assert BaselineSizes.of(p, corpus=70_000, places=625) == (100_000, 20_000, 1000)
+        sizes.say(p, "kmeans_images")
+    assert caplog.messages == ["probe.kmeans_images = 20,000, but the training data (200 images) allow 200: using 200"]
+    assert BaselineSizes.of(p, corpus=200, places=1)[:3] == (200, 200, 200)      # patches as large as the image
+    assert BaselineSizes.of(p, corpus=70_000, places=625)[:3] == (100_000, 20_000, 1000)

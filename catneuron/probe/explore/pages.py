@@ -105,7 +105,7 @@ def unit_table(view: RunView, task: str, key: str, table: UnitTable | None, form
     shown = f"units {table.start + 1:,} to {last:,} of {table.matched:,}" if size else f"no units of {table.matched:,}"
     return (f"<h2>Units of {html.escape(key)} on {html.escape(task)}</h2>{form}<p class=note>{shown} that match. "
             f"{pager} Click a header to sort; the pictures are the unit's strongest test images, drawn when first "
-            f"shown. Structure: of a filtering unit's filter (white noise 0.23).</p><table id=units><tr>{head}</tr>"
+            f"shown. Structure: of a filtering unit's own filter (its random start's value is in the report).</p><table id=units><tr>{head}</tr>"
             f"{rows}</table><p>{pager}</p>")
 
 
