@@ -101,7 +101,7 @@ def test_overview_shows_table_1_and_the_unit_table(server):
     assert status == 200 and "faces: best single detectors" in page and "same architecture, random weights" in page
     assert len(re.findall(r"<tr><td><a href='/unit/faces/trained-whole/\d+'>", page)) == 50
     assert "units 1 to 50 of" in page and "id=next" in page and "id=previous" not in page
-    assert "<a href='/?task=faces&set=trained-whole&sort=auc&start=0'" in page          # a header sorts
+    assert "<a href='/?task=faces&amp;set=trained-whole&amp;sort=auc&amp;start=0'" in page    # a header sorts
     status, body = _get(base + "/?task=bodies&set=random-whole&stage=3&sublayer=pool&sort=auc&limit=5&start=5")
     page = body.decode()
     assert status == 200 and len(re.findall(r"<td>3</td><td>pool</td>", page)) == 5 and "units 6 to 10 of" in page
@@ -143,12 +143,13 @@ def test_pictures_are_cached_per_results_and_weights(server):
 
 @pytest.mark.parametrize("path, message", [
     ("/unit/faces/trained-whole/99999999", "unit 99999999 is out of range: trained-whole has units 0 to"),
-    ("/unit/cats/trained-whole/1", "no test set &#x27;cats&#x27;"),
-    ("/unit/faces/linear/1", "no network detector set &#x27;linear&#x27;"),
+    ("/unit/cats/trained-whole/1", "no test set &#39;cats&#39;"),
+    ("/unit/faces/linear/1", "no network detector set &#39;linear&#39;"),
     ("/unit/faces/trained-whole/1/nothing.png", "no picture"),
-    ("/?task=nothing", "no test set &#x27;nothing&#x27;"),
-    ("/?task=faces&map=x", "map = &#x27;x&#x27;: expected a whole number &gt;= 0"),
-    ("/?task=faces&limit=-5", "limit = &#x27;-5&#x27;: expected a whole number &gt;= 0"),
+    ("/?task=nothing", "no test set &#39;nothing&#39;"),
+    ("/?task=%3Cscript%3Ealert(1)%3C/script%3E", "no test set &#39;&lt;script&gt;alert(1)&lt;/script&gt;&#39;"),
+    ("/?task=faces&map=x", "map = &#39;x&#39;: expected a whole number &gt;= 0"),
+    ("/?task=faces&limit=-5", "limit = &#39;-5&#39;: expected a whole number &gt;= 0"),
     ("/no/such/page", "no such page"),
 ])
 def test_bad_input_gets_a_clear_page(server, path, message):
