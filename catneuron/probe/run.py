@@ -32,6 +32,7 @@ import torch
 from catneuron.config import Config
 from catneuron.files import replacing, write_json
 from catneuron.data.images import decode, fit_square
+from catneuron.data.loader import PYTHON_DATA
 from catneuron.data.sources import count_records, data_root, iter_records, resolve_all
 from catneuron.errors import CatneuronError, ConfigError, DataError
 from catneuron.nn.autoencoder import DeepSparseAutoencoder, random_baseline
@@ -127,11 +128,21 @@ COMPARE_LABELS = {"control": "network trained on the face-free control corpus",
                   "sigmoid": "deep autoencoder of the same connectivity with sigmoids"}
 
 
+def training_sources(cfg: Config) -> list:
+    """The run's training data, for what is drawn from it (baselines, galleries); a run trained on
+    data given in Python has none on disk, and is told how to name some."""
+    if any(spec.startswith(PYTHON_DATA) for spec in cfg.data.train):
+        raise DataError(f"data.train = {cfg.data.train[0]} (trained from Python): the linear-filter and K-means "
+                        f"baselines and the galleries draw training images; name them with --set data.train=FOLDER, "
+                        f"or skip the baselines with --set probe.linear_filters=0 --set probe.kmeans_centroids=0")
+    return resolve_all(cfg.data.train, cfg.data.root)
+
+
 def training_sample(cfg: Config, count: int, seed: int, distinct: bool = False) -> tuple[np.ndarray, list[str]]:
     """`count` training images (a seeded random subset of the corpus, each image at most
     ceil(count / corpus size) times; with `distinct`, once, and fewer when the corpus is smaller) at
     the input size, and the source set of each."""
-    sources = resolve_all(cfg.data.train, cfg.data.root)
+    sources = training_sources(cfg)
     total = count_records(sources)
     if distinct and count > total:
         log.warning("the training data hold %s images, fewer than the %s asked for: using each once",
@@ -206,9 +217,9 @@ def detector_sets(run: Path, model, cfg: Config, compare: dict[str, Path], devic
     top_field = NetworkDetectors(model, cfg.model, "field", 1, cfg.data.preprocess, device).field
     if p.linear_filters or p.kmeans_centroids:
         places = max(1, cfg.model.input_size - top_field + 1) ** 2
-        n = BaselineSizes.of(p, count_records(resolve_all(cfg.data.train, cfg.data.root)), places)
-    corpus = {"data": cfg.data.train, "files": testsets.file_identity(cfg.data.train, data_root(cfg.data.root)),
-              "seed": p.seed, "preprocess": cfg.data.preprocess, "sample": "records"}
+        n = BaselineSizes.of(p, count_records(training_sources(cfg)), places)
+        corpus = {"data": cfg.data.train, "files": testsets.file_identity(cfg.data.train, data_root(cfg.data.root)),
+                  "seed": p.seed, "preprocess": cfg.data.preprocess, "sample": "records"}
     if p.linear_filters:
         def linear():
             n.say(p, "linear_filters")

@@ -219,3 +219,23 @@ def test_probe_needs_a_trained_run(tmp_path):
     from catneuron.errors import CatneuronError
     with pytest.raises(CatneuronError, match="no trained weights"):
         probe(tmp_path)
+
+
+def test_a_run_trained_from_python_is_probed_with_its_baselines_named_or_skipped(tmp_path, monkeypatch, capsys):
+    from catneuron.cli import main
+    monkeypatch.setenv("CATNEURON_CACHE", str(tmp_path / "cache"))
+    cfg = C.preset("tiny")
+    cfg.train.steps = 2
+    Trainer(cfg, tmp_path / "run", progress=False, data=random_images(30, size=24)).run()
+    for name, seed in (("pos", 1), ("neg", 2), ("train", 3)):
+        (tmp_path / name).mkdir()
+        for k, img in enumerate(random_images(20, size=24, seed=seed)):
+            Image.fromarray(img).save(tmp_path / name / f"{k}.png")
+    own = [str(tmp_path / "run"), "--positives", str(tmp_path / "pos"), "--negatives", str(tmp_path / "neg"),
+           "--set", "probe.calibrate=false", "--no-progress"]
+    assert main(["probe", *own]) == 2                 # the baselines have no training images to draw
+    assert "(trained from Python): the linear-filter and K-means baselines" in capsys.readouterr().err
+    assert main(["probe", *own, "--set", "probe.linear_filters=0", "--set", "probe.kmeans_centroids=0"]) == 0
+    assert main(["probe", *own, "--set", f"data.train={tmp_path / 'train'}", "--set", "probe.kmeans_centroids=3"]) == 0
+    results = json.loads((tmp_path / "run" / "probe" / "results.json").read_text())
+    assert {"linear", "kmeans"} <= set(results["tasks"]["custom"]["detectors"])
