@@ -80,7 +80,8 @@ def demo(out: str | Path = "runs/demo", corpus: str | Path = "corpora/default",
 
     t = time.perf_counter()
     probe_cfg = C.apply_overrides(C.load_file(RunDir(runs["main"]).config), DEMO_PROBE)
-    log.info("probing with %s (the defaults score both modes and larger baselines: docs/probe.md)", " ".join(DEMO_PROBE))
+    log.info("probing with %s (the defaults score both modes and larger baselines: docs/probe.md)",
+             " ".join(DEMO_PROBE))
     probe(runs["main"], probe_cfg, {"control": str(runs["control"]), "nolcn": str(runs["nolcn"])},
           progress=progress)
     timings["probe"] = time.perf_counter() - t

@@ -61,7 +61,8 @@ def cmd_train(args) -> None:
     data = load_task(args.task, m.input_size, m.channels, cfg.data.root, c.per_class, c.seed, not args.no_progress)
     train, val = data.halves(c.seed)
     result = train_one(args.init, args.run, cfg, train, val, Path(args.out),
-                       {"run": str(Path(args.run).resolve()) if args.run else None, "task": args.task, "train_images": len(train), "validation_images": len(val)},
+                       {"run": str(Path(args.run).resolve()) if args.run else None, "task": args.task,
+                        "train_images": len(train), "validation_images": len(val)},
                        progress=not args.no_progress)
     tuned = f", fine-tuned {100 * result['finetuned']:.2f} %" if "finetuned" in result else ""
     print(f"{args.task}: {len(data.classes)} classes; validation top-1 frozen {100 * result['frozen']:.2f} %{tuned}")
@@ -81,12 +82,11 @@ def cmd_predict(args) -> None:
     import numpy as np
 
     from catneuron import load
-    from catneuron.data.images import fit_inside
+    from catneuron.data.images import IMAGE_SUFFIXES, fit_inside
     from catneuron.data.inputs import as_batch
+    from catneuron.data.sources import images_under
     from catneuron.files import check_file_target, replacing
     from catneuron.progress import progress as progress_bar
-    from catneuron.data.images import IMAGE_SUFFIXES
-    from catneuron.data.sources import images_under
     if args.out:
         check_file_target(args.out)
     clf = load(args.classifier, device(args, None))

@@ -96,7 +96,7 @@ def _merge(args, default_preset: str, base: C.Config | None) -> C.Config:
 def run_config(args) -> C.Config:
     """The run's own settings (as trained), then this command line's --config and --set; its
     network is the one its weights were trained as, so neither a preset nor model.* may change it."""
-    if getattr(args, "preset", None):            # classify train, which also starts from no run
+    if getattr(args, "preset", None):      # only classify train has --preset (for --init pixels without a run)
         raise CatneuronError(f"--preset {args.preset}: {args.run} keeps the settings it was trained with; "
                              f"change probe or classify settings with --set or --config")
     saved = saved_config(args.run)
