@@ -28,6 +28,7 @@ from catneuron.files import write_json
 from catneuron.probe.detectors import SetKey
 from catneuron.probe.scenes import laplacian, luminance
 from catneuron.probe.testsets import TestSet, as_float, cache_dir, resize
+from catneuron.progress import heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +167,10 @@ def calibrate(ts: TestSet, seed: int = 0, ceiling_steps: int = 900, use_cache: b
             return json.loads(path.read_text())
         except ValueError:
             log.warning("%s is damaged: calibrating again", path)
-    log.info("%s: calibrating (ceiling CNN and low-level giveaway check)", ts.name)
-    result = {"test_all_negative": float(1 - ts.labels[~ts.val].mean()), "giveaway": giveaway(ts, seed),
-              "ceiling": ceiling(ts, ceiling_steps, seed=seed), "version": CALIBRATION_VERSION,
-              "ceiling_steps": ceiling_steps}
+    with heartbeat(f"{ts.name}: calibrating (ceiling CNN and low-level giveaway check)"):
+        result = {"test_all_negative": float(1 - ts.labels[~ts.val].mean()), "giveaway": giveaway(ts, seed),
+                  "ceiling": ceiling(ts, ceiling_steps, seed=seed), "version": CALIBRATION_VERSION,
+                  "ceiling_steps": ceiling_steps}
     if use_cache and "key" in ts.meta:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, result)
