@@ -59,7 +59,8 @@ def _pictures_load(base: str, path: str, browser: str | None, shots) -> str:
     return page
 
 
-def test_own_images_train_resume_probe_see_explore_classify_and_load(tmp_path, monkeypatch, capsys):
+def test_own_images_train_resume_probe_see_explore_classify_and_load(tmp_path, monkeypatch, capsys, datasets):
+    # `datasets`: a unit page's concept scan draws Tiny ImageNet classes
     monkeypatch.setenv("CATNEURON_CACHE", str(tmp_path / "cache"))
     own = _jpegs(tmp_path / "own", 80, seed=0)
     positives = _jpegs(tmp_path / "positives", 30, seed=1, square=True)
