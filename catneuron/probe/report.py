@@ -1,5 +1,9 @@
 """`catneuron report RUN`: one self-contained HTML page (images embedded) with the Table 1 analog,
-the pictures, the concept scan and the provenance of everything on it."""
+the pictures, the concept scan and the provenance of everything on it.
+
+Written with f-strings and html.escape rather than Jinja2 templates (the explorer's): a static
+file of mostly numbers and embedded pictures, built in one pass, where a template per section
+would only move the same markup into another file."""
 from __future__ import annotations
 
 import base64
