@@ -40,8 +40,7 @@ class Unit:
 
     @property
     def name(self) -> str:
-        a = self.address
-        return f"stage{a.stage}/{a.sublayer} map {a.map} at ({a.i},{a.j})"
+        return self.address.name
 
     @property
     def field(self) -> tuple[int, int, int]:

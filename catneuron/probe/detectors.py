@@ -69,6 +69,11 @@ class UnitAddress:
     j: int
     placement: int = 0
 
+    @property
+    def name(self) -> str:
+        """'stage3/pool map 3 at (1,2)': how the report, the explorer and network.Network name it."""
+        return f"stage{self.stage}/{self.sublayer} map {self.map} at ({self.i},{self.j})"
+
 
 def addresses(groups: list[Sublayer], candidates) -> dict[str, np.ndarray]:
     """Candidate numbers (an array) -> where their units are, as arrays: `stage`, `sublayer` (kind),
@@ -171,7 +176,7 @@ class NetworkDetectors:
         g = next(g for g in self.groups if (g.stage, g.kind) == (a.stage, a.sublayer))
         y, x = self.positions[a.placement]
         image = f", image at ({y},{x})" if self.mode == "field" else ""
-        return {"detector": f"{g.name} map {a.map} at ({a.i},{a.j}){image}",
+        return {"detector": f"{a.name}{image}",
                 "group": g.name, "stage": g.stage, "sublayer": g.kind, "map": a.map, "i": a.i, "j": a.j,
                 "field": g.field, "placement": [y, x], "unit": self.locate(index)[0]}
 

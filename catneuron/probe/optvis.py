@@ -62,8 +62,7 @@ def _sublayer(det: NetworkDetectors, stage: int, sublayer: str, x: torch.Tensor)
 def neuron(det: NetworkDetectors, a: UnitAddress) -> Objective:
     """The response of the unit at an address (lucent's neuron(layer, channel, x, y)); the
     objective sees the network's input, so the address's placement plays no part."""
-    return Objective(lambda x: _sublayer(det, a.stage, a.sublayer, x)[:, a.map, a.i, a.j],
-                     f"stage{a.stage}/{a.sublayer} map {a.map} at ({a.i},{a.j})")
+    return Objective(lambda x: _sublayer(det, a.stage, a.sublayer, x)[:, a.map, a.i, a.j], a.name)
 
 
 def unit(det: NetworkDetectors, candidate: int) -> Objective:
