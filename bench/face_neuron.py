@@ -39,8 +39,9 @@ def summarize(run: Path, name: str, command: str, control: Path | None) -> dict:
             raise SystemExit(f"{run}: the probe has no {needed!r} detectors (random_weights, linear_filters)")
     trained, random = detectors["trained-whole"]["groups"], detectors["random-whole"]["groups"]
     last = read_jsonl(run / "metrics.jsonl")[-1]
+    seed = json.loads((run / "config.json").read_text())["train"]["seed"]
     return {
-        "name": name, "command": command, "images": last["images"],
+        "name": name, "command": command, "seed": seed, "images": last["images"],
         "top_stage_best": _best(trained, 3), "stage1_best": _best(trained, 1), "stage2_best": _best(trained, 2),
         "random_best_anywhere": _best(random), "random_top_stage_best": _best(random, 3),
         "linear_best": round(100 * detectors["linear"]["paper"]["accuracy"], 2),
