@@ -4,8 +4,9 @@ For each layer shape, forward + backward (input and weight gradients) of
   native        our C++ kernel (lc_native; CPU)
   native-bf16   our C++ kernel in bfloat16 (lc_bf16; CPU with AVX-512 BF16): model.precision bf16
   torch         our row-by-row matmul kernel (lc_torch; the CPU fallback)
-  batched       our banded batched-matmul kernel (lc_batched; the CUDA path), and on CUDA also
-                at precision tf32 and bf16
+  triton        our fused Triton kernels (lc_triton; CUDA with triton), also at tf32 and bf16
+  batched       our banded batched-matmul kernel (lc_batched; CUDA without triton), and on CUDA
+                also at precision tf32 and bf16
   naive         F.unfold + einsum (the obvious PyTorch implementation)
   conv2d        torch.nn.functional.conv2d of the same shape (shared weights, the vendor kernel)
 and a large matmul for the device's peaks in fp32 and bf16 (on CUDA also TF32). Each row's "% matmul"
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 
 from catneuron.config import Config
 from catneuron.files import write_json
-from catneuron.nn import lc_bf16, lc_native
+from catneuron.nn import lc_bf16, lc_native, lc_triton
 from catneuron.nn.geometry import geometry, output_size
 from catneuron.nn.local import locally_connected
 from catneuron.provenance import environment
@@ -74,7 +75,8 @@ def implementation_names(device: torch.device, include_naive: bool = True) -> tu
     if device.type == "cpu":
         names = ("native", "native-bf16", "torch", "batched", "naive", "conv2d")
     else:       # lc_torch's thousands of launches per layer take seconds at these shapes
-        names = ("batched", "batched-tf32", "batched-bf16", "naive", "conv2d", "conv2d-tf32")
+        names = ("triton", "triton-tf32", "triton-bf16", "batched", "batched-tf32", "batched-bf16", "naive",
+                 "conv2d", "conv2d-tf32")
     return names if include_naive else tuple(n for n in names if n != "naive")
 
 
@@ -93,7 +95,9 @@ def _implementations(case: LayerCase, names: tuple[str, ...], device="cpu"):
         kind, _, precision = name.partition("-")
         if kind == "native" and not (lc_bf16.available() if precision == "bf16" else lc_native.available()):
             continue
-        if kind in ("native", "torch", "batched"):
+        if kind == "triton" and not lc_triton.available():
+            continue
+        if kind in ("native", "torch", "batched", "triton"):
             w = lc_weight()
             impls[name] = (lambda w=w, kind=kind, p=precision or "fp32": locally_connected(
                 x, w, case.stride, backend=kind, precision=p), (x, w))
@@ -116,7 +120,7 @@ def _with_matmul_precision(precision: str, fn):
         return fn()
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -176,10 +180,10 @@ def sgemm_peak(repeats: int, n: int = 4096, device="cpu", dtype=torch.float32, p
         a @ b
         times = []
         for _ in range(repeats):
-            _sync(device)
+            sync(device)
             t = time.perf_counter()
             a @ b
-            _sync(device)
+            sync(device)
             times.append(time.perf_counter() - t)
     finally:
         torch.set_float32_matmul_precision(previous)
@@ -239,10 +243,10 @@ def bench_case(case: LayerCase, repeats: int, include_naive: bool, peaks: dict[s
         _fwd_bwd(fn, leaves)
     for _ in range(repeats):
         for name, (fn, leaves) in impls.items():
-            _sync(device)
+            sync(device)
             t = time.perf_counter()
             _fwd_bwd(fn, leaves)
-            _sync(device)
+            sync(device)
             times[name].append(time.perf_counter() - t)
     med = {name: statistics.median(ts) for name, ts in times.items()}
     rows = []
@@ -308,10 +312,10 @@ def train_throughput(cfg: Config, steps: int, device="cpu", data: bool = False) 
     try:
         for i in range(steps + 1):
             for precision, (run_cfg, model, opt) in runs.items():
-                _sync(device)
+                sync(device)
                 t = time.perf_counter()
                 train_step(model, opt, run_cfg, batch())
-                _sync(device)
+                sync(device)
                 if i:
                     times[precision].append(time.perf_counter() - t)
     finally:

@@ -1,9 +1,15 @@
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from catneuron.data.sources import data_root
+# Without CUDA the Triton kernels' tests run in Triton's interpreter, which must be chosen before
+# triton is first imported (catneuron.nn.local imports it).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from catneuron.data.sources import data_root  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

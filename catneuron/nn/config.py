@@ -46,7 +46,7 @@ class ModelConfig:
     # only by its own objective (all stages still train at the same time on the summed loss).
     # True: the exact gradient of the summed objective, which also reaches the stages below.
     cross_stage_grad: bool = False
-    backend: Literal["auto", "native", "batched", "torch"] = "auto"    # locally connected kernels (nn/local.py)
+    backend: Literal["auto", "native", "triton", "batched", "torch"] = "auto"    # locally connected kernels: nn/local.py
     # Of the locally connected multiplies: fp32 | tf32 (CUDA) | bf16 (operands in bfloat16, float32
     # accumulation). Everything else stays float32. docs/RESULTS.md has its effect on the objective.
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"

@@ -6,12 +6,13 @@ This is a convolution whose weights differ at every location (Le et al. 2012 use
 filtering sublayers, encoder W1 and decoder W2). The transpose maps features back to the input
 grid with the same connectivity; it is the decoder and the input gradient of the layer.
 
-Four kernel sets compute the three primitive maps (forward, transpose, weight gradient):
+Five kernel sets compute the three primitive maps (forward, transpose, weight gradient):
 ``lc_native`` (C++, CPU float32, the fast path there), ``lc_bf16`` (C++, CPU, bfloat16 multiplies
-with float32 sums: ``precision="bf16"`` on a CPU with AVX-512 BF16), ``lc_batched`` (one batched
-matmul per band of output rows: CUDA, and reduced precision there) and ``lc_torch`` (row by row:
-the CPU fallback for float64 or without a compiler). ``backend="auto"`` picks by device and dtype
-in that order of preference. ``precision`` ("fp32", "tf32", "bf16") sets the multiplies'
+with float32 sums: ``precision="bf16"`` on a CPU with AVX-512 BF16), ``lc_triton`` (fused Triton
+kernels: CUDA float32 when the triton package is installed), ``lc_batched`` (one batched matmul per
+band of output rows: CUDA without triton, any accelerator's dtype, reduced precision on the CPU)
+and ``lc_torch`` (row by row: the CPU fallback for float64 or without a compiler).
+``backend="auto"`` picks by device and dtype in that order of preference. ``precision`` ("fp32", "tf32", "bf16") sets the multiplies'
 precision; where the CPU cannot multiply in bfloat16, bf16 computes in float32 and says so once.
 """
 from __future__ import annotations
@@ -24,10 +25,10 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from catneuron.nn import lc_batched, lc_bf16, lc_native, lc_torch
+from catneuron.nn import lc_batched, lc_bf16, lc_native, lc_torch, lc_triton
 from catneuron.nn.geometry import output_size
 
-Backend = Literal["auto", "native", "batched", "torch"]
+Backend = Literal["auto", "native", "triton", "batched", "torch"]
 Precision = Literal["fp32", "tf32", "bf16"]
 
 
@@ -40,6 +41,11 @@ def select_kernels(backend: Backend, precision: Precision, *tensors: torch.Tenso
                       "CATNEURON_CPU_BF16 is 0); the locally connected layers compute in float32",
                       RuntimeWarning, stacklevel=2)
         precision = "fp32"
+    if backend == "triton" or (backend == "auto" and tensors[0].device.type == "cuda" and lc_triton.supports(*tensors)):
+        if not lc_triton.supports(*tensors):
+            raise RuntimeError("the triton locally connected kernel needs the triton package and float32 CUDA "
+                               "tensors (on the CPU: TRITON_INTERPRET=1, slowly, for tests)")
+        return lc_triton, {"precision": precision}
     if backend == "batched" or precision != "fp32":
         if backend in ("native", "torch"):
             cpu_bf16 = precision == "bf16" and tensors[0].device.type == "cpu"
