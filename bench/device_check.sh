@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU issue's device check in one command (bench/device_check.py says what it measures):
-#   bash bench/device_check.sh OUT [--seconds 60] [--quick]
+#   bash bench/device_check.sh OUT [--seconds 45] [--budget 540] [--quick]
 # writes OUT/device-check.json and OUT/device-check.log; exit status 1 if a section failed.
 set -uo pipefail
 out=${1:?usage: bash bench/device_check.sh OUT [device_check.py options]}

@@ -48,7 +48,7 @@ def test_kernel_timing_section_runs_and_checks_ours_against_lc_batched():
     check.time_shapes(result, torch.device("cpu"), repeats=1, cases=[case])
     (row,) = result["shapes"]
     assert row["name"] == case.name
-    for key in ("ours_ms", "ours_bf16_ms", "lc_batched_ms", "cudnn_ms", "bound_ms", "bound_bf16_ms"):
+    for key in ("ours_ms", "ours_tf32_ms", "ours_bf16_ms", "lc_batched_ms", "cudnn_ms", "bound_ms", "bound_bf16_ms"):
         assert row[key] > 0, key
     assert row["bound_bf16_ms"] == pytest.approx(row["bound_ms"] / 2, rel=0.01)
     assert max(row["ours_vs_lc_batched_rel_error"]) < 1e-5
@@ -71,9 +71,19 @@ def test_the_whole_check_runs_on_a_cpu(tmp_path):
                           env={**os.environ, "PYTHON": sys.executable})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((out / "device-check.json").read_text())
-    assert result["errors"] == {}
+    assert result["errors"] == {} and result["skipped"] == {}
     assert {"device", "torch", "cuda", "shapes", "small_img_s", "paper_img_s"} <= result.keys()
     assert result["device"] == "cpu" and result["shapes"] == {"skipped": "needs CUDA: this machine has none"}
     assert result["small_train"]["preset"] == "tiny" and result["small_train"]["images_per_s"] > 0
     assert set(result["probe"]["best_percent"]) == {"trained-whole", "random-whole", "linear"}
     assert (out / "device-check.log").read_text().count("device-check:") >= 4
+
+
+def test_a_section_that_would_not_fit_the_budget_is_skipped_and_said(tmp_path):
+    out = tmp_path / "check"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "device_check.py"), str(out), "--quick",
+                           "--budget", "20", "--seconds", "5"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((out / "device-check.json").read_text())
+    assert result["skipped"]["train_small"].startswith("budget: ")
+    assert result["skipped"]["probe"] == "no small run to probe (train_small did not finish)"

@@ -5,7 +5,7 @@ location's input patch straight from a channels-last copy of x and multiplies it
 location's own weights, so no unfolded patch buffer is ever written (lc_batched writes r*r copies
 of every input value) and each weight is read once per batch:
 
-    forward      y[l] (N, M) = patch[l] (N, K) @ w[l]^T (K, M)      grid (L, N / BLOCK_N)
+    forward      y[l] (N, M) = patch[l] (N, K) @ w[l]^T (K, M)      grid (L), loop over N
     weight_grad dw[l] (M, K) = dy[l]^T (M, N) @ patch[l] (N, K)     grid (L, K / BLOCK_K), loop over N
     transpose   dx[patch[l]] += dy[l] (N, M) @ w[l] (M, K)           grid (L, N / BLOCK_N, K / BLOCK_K)
 
@@ -30,7 +30,10 @@ Shapes: x (N, C, H, W), y (N, M, Ho, Wo), weight (Ho, Wo, M, r, r, C).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import warnings
 
 import torch
 
@@ -56,11 +59,37 @@ def interpreting() -> bool:
 
 
 def supports(*tensors: torch.Tensor) -> bool:
-    """Float32 tensors on CUDA, or on the CPU under Triton's interpreter."""
+    """Float32 tensors on a CUDA device where the kernels compile and agree with lc_batched, or on
+    the CPU under Triton's interpreter."""
     if triton is None or any(t.dtype != torch.float32 for t in tensors):
         return False
-    device = tensors[0].device.type
-    return device == "cuda" or (device == "cpu" and interpreting())
+    device = tensors[0].device
+    if device.type == "cuda":
+        return launch_problem(str(device)) is None
+    return device.type == "cpu" and interpreting()
+
+
+@functools.cache
+def launch_problem(device: str) -> str | None:
+    """None if the three kernels compile on `device` and agree with lc_batched on a small layer;
+    else why not (said once: `auto` then falls back to lc_batched). Triton builds its launcher with
+    the machine's C compiler and ptxas at first use, which a machine may lack."""
+    from catneuron.nn import lc_batched
+    try:
+        g = torch.Generator(device).manual_seed(0)
+        x, dy = torch.randn(3, 2, 9, 9, device=device, generator=g), torch.randn(3, 5, 3, 3, device=device, generator=g)
+        w = torch.randn(3, 3, 5, 3, 3, 2, device=device, generator=g)
+        ours = forward(x, w, 3), transpose(dy, w, 3, (9, 9)), weight_grad(x, dy, 3, 3)
+        reference = lc_batched.forward(x, w, 3), lc_batched.transpose(dy, w, 3, (9, 9)), lc_batched.weight_grad(x, dy, 3, 3)
+        if not all(torch.allclose(a, b, rtol=1e-3, atol=1e-3) for a, b in zip(ours, reference)):
+            problem = "their results differ from lc_batched's"
+        else:
+            return None
+    except Exception as err:        # noqa: BLE001 - any failure to build or launch means: do not use them
+        problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    warnings.warn(f"catneuron: the Triton locally connected kernels do not run on {device} ({problem}); "
+                  f"using lc_batched", RuntimeWarning, stacklevel=2)
+    return problem
 
 
 def _jit(fn):
@@ -71,23 +100,27 @@ def _jit(fn):
 def _forward(x, w, y, N, M, K, Wo, rC, xs_n, xs_h, row_step, col_step,
              BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
     l = tl.program_id(0).to(tl.int64)
-    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     m = tl.arange(0, BLOCK_M)
     base = (l // Wo) * row_step + (l % Wo) * col_step
-    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        p = k // rC
-        a = tl.load(x + n[:, None] * xs_n + (base + p * xs_h + k - p * rC)[None, :],
-                    mask=(n[:, None] < N) & (k[None, :] < K), other=0.0)
-        b = tl.load(w + l * M * K + m[None, :] * K + k[:, None], mask=(k[:, None] < K) & (m[None, :] < M), other=0.0)
-        if PRECISION == "bf16":
-            acc += tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
-        elif PRECISION == "bf16-rounded":
-            acc += tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
-        else:
-            acc += tl.dot(a, b, input_precision=PRECISION)
-    tl.store(y + l * N * M + n[:, None] * M + m[None, :], acc, mask=(n[:, None] < N) & (m[None, :] < M))
+    # every batch block in this program: the location's weights come back from cache, not memory
+    for n0 in range(0, N, BLOCK_N):
+        n = (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            k = k0 + tl.arange(0, BLOCK_K)
+            p = k // rC
+            a = tl.load(x + n[:, None] * xs_n + (base + p * xs_h + k - p * rC)[None, :],
+                        mask=(n[:, None] < N) & (k[None, :] < K), other=0.0)
+            b = tl.load(w + l * M * K + m[None, :] * K + k[:, None], mask=(k[:, None] < K) & (m[None, :] < M),
+                        other=0.0)
+            if PRECISION == "bf16":
+                acc += tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+            elif PRECISION == "bf16-rounded":
+                acc += tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32),
+                              input_precision="ieee")
+            else:
+                acc += tl.dot(a, b, input_precision=PRECISION)
+        tl.store(y + l * N * M + n[:, None] * M + m[None, :], acc, mask=(n[:, None] < N) & (m[None, :] < M))
 
 
 @_jit
@@ -100,7 +133,7 @@ def _weight_grad(x, dy, dw, N, M, K, Wo, rC, xs_n, xs_h, row_step, col_step,
     offsets = (l // Wo) * row_step + (l % Wo) * col_step + p * xs_h + k - p * rC
     acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
     for n0 in range(0, N, BLOCK_N):
-        n = n0 + tl.arange(0, BLOCK_N)
+        n = (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)
         a = tl.load(dy + l * N * M + n[None, :] * M + m[:, None], mask=(m[:, None] < M) & (n[None, :] < N), other=0.0)
         b = tl.load(x + n[:, None] * xs_n + offsets[None, :], mask=(n[:, None] < N) & (k[None, :] < K), other=0.0)
         if PRECISION == "bf16":
@@ -116,7 +149,7 @@ def _weight_grad(x, dy, dw, N, M, K, Wo, rC, xs_n, xs_h, row_step, col_step,
 def _transpose(dy, w, dx, N, M, K, Wo, rC, xs_n, xs_h, row_step, col_step,
                BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
     l = tl.program_id(0).to(tl.int64)
-    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n = (tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     k = tl.program_id(2) * BLOCK_K + tl.arange(0, BLOCK_K)
     m = tl.arange(0, BLOCK_M)
     p = k // rC
@@ -129,7 +162,9 @@ def _transpose(dy, w, dx, N, M, K, Wo, rC, xs_n, xs_h, row_step, col_step,
         cols = tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
     else:
         cols = tl.dot(a, b, input_precision=PRECISION)
-    tl.atomic_add(dx + n[:, None] * xs_n + offsets[None, :], cols, mask=(n[:, None] < N) & (k[None, :] < K))
+    # relaxed: only the sums matter, not the order other programs see them in
+    tl.atomic_add(dx + n[:, None] * xs_n + offsets[None, :], cols, mask=(n[:, None] < N) & (k[None, :] < K),
+                  sem="relaxed")
 
 
 def _require() -> None:
@@ -156,6 +191,11 @@ def _blocks(M: int) -> dict:
     return dict(BLOCK_N=BLOCK_N, BLOCK_M=max(16, triton.next_power_of_2(M)), BLOCK_K=BLOCK_K)
 
 
+def _on(device: torch.device):
+    """Triton launches on the current CUDA device, whichever the tensors are on."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def _channels_last(t: torch.Tensor) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).contiguous()
 
@@ -172,8 +212,8 @@ def forward(x: torch.Tensor, weight: torch.Tensor, stride: int, precision: str =
     args = _geometry(x_last, weight.shape, stride)
     N = args[0]
     y = torch.empty(Ho * Wo, N, M, device=x.device, dtype=torch.float32)
-    grid = (Ho * Wo, triton.cdiv(N, BLOCK_N))
-    _forward[grid](x_last, weight.contiguous(), y, *args, **_blocks(M), PRECISION=_dot_precision(precision))
+    with _on(x.device):
+        _forward[(Ho * Wo,)](x_last, weight.contiguous(), y, *args, **_blocks(M), PRECISION=_dot_precision(precision))
     return y.view(Ho, Wo, N, M).permute(2, 3, 0, 1).contiguous().to(x.dtype)
 
 
@@ -187,8 +227,8 @@ def weight_grad(x: torch.Tensor, dy: torch.Tensor, stride: int, receptive_field:
     args = _geometry(x_last, (Ho, Wo, M, r, r, C), stride)
     dw = torch.empty(Ho, Wo, M, r, r, C, device=x.device, dtype=torch.float32)
     grid = (Ho * Wo, triton.cdiv(r * r * C, BLOCK_K))
-    _weight_grad[grid](x_last, _per_location(dy), dw, *args, **_blocks(M),
-                                  PRECISION=_dot_precision(precision))
+    with _on(x.device):
+        _weight_grad[grid](x_last, _per_location(dy), dw, *args, **_blocks(M), PRECISION=_dot_precision(precision))
     return dw.to(x.dtype)
 
 
@@ -201,6 +241,7 @@ def transpose(dy: torch.Tensor, weight: torch.Tensor, stride: int, in_size: tupl
     dx_last = torch.zeros(N, H, W, C, device=dy.device, dtype=torch.float32)
     args = _geometry(dx_last, weight.shape, stride)
     grid = (Ho * Wo, triton.cdiv(N, BLOCK_N), triton.cdiv(r * r * C, BLOCK_K))
-    _transpose[grid](_per_location(dy), weight.contiguous(), dx_last, *args, **_blocks(M),
-                                PRECISION=_dot_precision(precision))
+    with _on(dy.device):
+        _transpose[grid](_per_location(dy), weight.contiguous(), dx_last, *args, **_blocks(M),
+                         PRECISION=_dot_precision(precision))
     return dx_last.permute(0, 3, 1, 2).contiguous().to(dy.dtype)

@@ -43,8 +43,9 @@ def select_kernels(backend: Backend, precision: Precision, *tensors: torch.Tenso
         precision = "fp32"
     if backend == "triton" or (backend == "auto" and tensors[0].device.type == "cuda" and lc_triton.supports(*tensors)):
         if not lc_triton.supports(*tensors):
-            raise RuntimeError("the triton locally connected kernel needs the triton package and float32 CUDA "
-                               "tensors (on the CPU: TRITON_INTERPRET=1, slowly, for tests)")
+            raise RuntimeError("the triton locally connected kernel needs the triton package, float32 CUDA tensors "
+                               "and a GPU it builds for (a warning said what failed; on the CPU: TRITON_INTERPRET=1, "
+                               "slowly, for tests)")
         return lc_triton, {"precision": precision}
     if backend == "batched" or precision != "fp32":
         if backend in ("native", "torch"):

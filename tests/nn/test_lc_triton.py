@@ -93,3 +93,20 @@ def test_backend_triton_is_chosen_where_it_runs_and_refused_elsewhere(monkeypatc
         select_kernels("triton", "fp32", cpu)
     with pytest.raises(RuntimeError, match="triton locally connected kernel needs"):
         select_kernels("triton", "fp32", torch.zeros(1, dtype=torch.float64, device=DEVICE))
+
+
+def test_a_device_where_the_kernels_fail_falls_back_with_the_reason(monkeypatch):
+    """auto asks launch_problem once per device: None where the kernels build and agree with
+    lc_batched, else the reason, said in a warning (and auto then takes lc_batched)."""
+    lc_triton.launch_problem.cache_clear()
+    try:
+        assert lc_triton.launch_problem(DEVICE) is None
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("ptxas not found\nmore detail")
+        monkeypatch.setattr(lc_triton, "forward", broken)
+        lc_triton.launch_problem.cache_clear()
+        with pytest.warns(RuntimeWarning, match=r"do not run on .* \(RuntimeError: ptxas not found\); using lc_batched"):
+            assert lc_triton.launch_problem(DEVICE) == "RuntimeError: ptxas not found"
+    finally:
+        lc_triton.launch_problem.cache_clear()
