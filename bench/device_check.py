@@ -133,6 +133,11 @@ def _maps(kernels, x, w, dy, stride, **opts):
             kernels.weight_grad(x, dy, stride, w.shape[3], **opts))
 
 
+def _ms(seconds: float) -> float:
+    """Milliseconds to 4 significant digits: the bounds of small layers are microseconds."""
+    return float(f"{1e3 * seconds:.4g}")
+
+
 def time_case(case: LayerCase, device: torch.device, repeats: int, bandwidth: float) -> dict:
     """One shape's row: median ms of forward + both gradients per implementation, the bounds, and
     ours against lc_batched (relative error of each map)."""
@@ -167,9 +172,8 @@ def time_case(case: LayerCase, device: torch.device, repeats: int, bandwidth: fl
             fn()
             sync(device)
             times[k].append(time.perf_counter() - t)
-    return {"name": case.name, **{f"{k}_ms": round(1e3 * statistics.median(v), 3) for k, v in times.items()},
-            "bound_ms": round(1e3 * bound_seconds(case, 4, bandwidth), 3),
-            "bound_bf16_ms": round(1e3 * bound_seconds(case, 2, bandwidth), 3),
+    return {"name": case.name, **{f"{k}_ms": _ms(statistics.median(v)) for k, v in times.items()},
+            "bound_ms": _ms(bound_seconds(case, 4, bandwidth)), "bound_bf16_ms": _ms(bound_seconds(case, 2, bandwidth)),
             "flops": 3 * 2 * o * o * M * r * r * C * case.batch,
             "ours_vs_lc_batched_rel_error": [float(f"{e:.2e}") for e in errors]}
 
