@@ -72,9 +72,10 @@ def _section(result: dict, name: str, fn) -> None:
 
 
 def _environment(device: torch.device) -> dict:
-    env = {"python": sys.version.split()[0], "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    env = {"python": sys.version.split()[0],
+           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
            "torch": torch.__version__, "cuda": torch.version.cuda,
-           "triton": __import__("triton").__version__ if lc_triton.available() else None,
+           "triton": lc_triton.triton.__version__ if lc_triton.available() else None,
            "code_version": code_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if device.type == "cuda":
         env["bandwidth_gb_s"] = round(copy_bandwidth(device) / 1e9)

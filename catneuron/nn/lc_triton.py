@@ -77,10 +77,12 @@ def launch_problem(device: str) -> str | None:
     from catneuron.nn import lc_batched
     try:
         g = torch.Generator(device).manual_seed(0)
-        x, dy = torch.randn(3, 2, 9, 9, device=device, generator=g), torch.randn(3, 5, 3, 3, device=device, generator=g)
+        x = torch.randn(3, 2, 9, 9, device=device, generator=g)
+        dy = torch.randn(3, 5, 3, 3, device=device, generator=g)
         w = torch.randn(3, 3, 5, 3, 3, 2, device=device, generator=g)
         ours = forward(x, w, 3), transpose(dy, w, 3, (9, 9)), weight_grad(x, dy, 3, 3)
-        reference = lc_batched.forward(x, w, 3), lc_batched.transpose(dy, w, 3, (9, 9)), lc_batched.weight_grad(x, dy, 3, 3)
+        reference = (lc_batched.forward(x, w, 3), lc_batched.transpose(dy, w, 3, (9, 9)),
+                     lc_batched.weight_grad(x, dy, 3, 3))
         if not all(torch.allclose(a, b, rtol=1e-3, atol=1e-3) for a, b in zip(ours, reference)):
             problem = "their results differ from lc_batched's"
         else:

@@ -106,7 +106,8 @@ def test_a_device_where_the_kernels_fail_falls_back_with_the_reason(monkeypatch)
             raise RuntimeError("ptxas not found\nmore detail")
         monkeypatch.setattr(lc_triton, "forward", broken)
         lc_triton.launch_problem.cache_clear()
-        with pytest.warns(RuntimeWarning, match=r"do not run on .* \(RuntimeError: ptxas not found\); using lc_batched"):
+        said = r"do not run on .* \(RuntimeError: ptxas not found\); using lc_batched"
+        with pytest.warns(RuntimeWarning, match=said):
             assert lc_triton.launch_problem(DEVICE) == "RuntimeError: ptxas not found"
     finally:
         lc_triton.launch_problem.cache_clear()
